@@ -1,0 +1,1 @@
+"""citus-cluster: a highly available Citus + PostGIS cluster declared as a Pulumi program."""

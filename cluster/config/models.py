@@ -1,0 +1,160 @@
+"""The stack configuration as pydantic models: the one definition of every key, its default and its bounds.
+
+Keys are camelCase as Pulumi configs usually are (`pulumi config set --path workers.groups 4`); unknown keys
+are errors at every level, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+# Keys that may only come from `pulumi config set --secret`; each is generated when absent.
+PASSWORD_KEYS: tuple[str, ...] = (
+    "superuserPassword",
+    "replicationPassword",
+    "restApiPassword",
+    "statsPassword",
+    "appPassword",
+)
+
+# PostgreSQL settings the plan owns (addresses, ports, preload, replication plumbing): a passthrough value
+# for one of these would fight Patroni or break the cluster, so it is refused with the key that controls it.
+MANAGED_PARAMETERS: dict[str, str] = {
+    "port": "ports.*",
+    "listen_addresses": "the plan (Patroni sets it)",
+    "data_directory": "the plan",
+    "hba_file": "the plan",
+    "ident_file": "the plan",
+    "config_file": "the plan",
+    "shared_preload_libraries": "the plan (citus is preloaded by Patroni's Citus mode)",
+    "wal_level": "the plan (replica is required for standbys)",
+    "hot_standby": "the plan",
+    "synchronous_standby_names": "replication.synchronous",
+    "synchronous_commit": "replication.synchronous",
+    "citus.local_hostname": "the plan (Patroni sets it)",
+}
+
+
+class Model(BaseModel):
+    """Strict base: unknown keys are errors, values are immutable, camelCase aliases."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class Versions(Model):
+    """Software versions. Only combinations listed in cluster/config/versions.py are accepted."""
+
+    postgres: int = Field(17, ge=10, le=30, description="PostgreSQL major version.")
+    citus: str = Field("13.2.0", pattern=r"^\d+\.\d+\.\d+$", description="Citus release (x.y.z).")
+    postgis: str = Field(
+        "3",
+        pattern=r"^3(\.\d+)?$",
+        description='PostGIS line: "3" = newest 3.x for that PostgreSQL, or a pinned minor such as "3.5".',
+    )
+    patroni: str = Field("4.1.5", pattern=r"^\d+\.\d+\.\d+$", description="Patroni release (pip).")
+    etcd: str = Field("3.5.17", pattern=r"^\d+\.\d+\.\d+$", description="etcd release (quay.io/coreos/etcd).")
+    haproxy: str = Field("3.0", pattern=r"^\d+\.\d+(\.\d+)?$", description="Official haproxy image tag.")
+
+
+class Coordinator(Model):
+    members: int = Field(2, ge=1, le=9, description="Coordinator members (Citus group 0); 1 = no standby.")
+
+
+class Workers(Model):
+    groups: int = Field(3, ge=1, le=64, description="Worker groups (Citus groups 1..N).")
+    members: int = Field(2, ge=1, le=9, description="Members per worker group; 1 = no standby.")
+
+
+class Etcd(Model):
+    members: Literal[1, 3, 5] = Field(3, description="etcd members (odd, for a quorum).")
+
+
+class Citus(Model):
+    database: str = Field("citus", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Distributed database.")
+    shard_count: int = Field(32, ge=1, le=4096, description="citus.shard_count for new distributed tables.")
+    app_user: str = Field("app", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Application role (not superuser).")
+
+
+class Network(Model):
+    subnet: ipaddress.IPv4Network = Field(
+        ipaddress.IPv4Network("172.30.94.0/24"),
+        description="Subnet of the cluster's bridge network; pg_hba admits only this range.",
+    )
+
+
+class Ports(Model):
+    """Ports published on the Docker host; the only way in from outside the cluster network."""
+
+    bind_address: ipaddress.IPv4Address = Field(
+        ipaddress.IPv4Address("127.0.0.1"), description="Host address every port is published on."
+    )
+    allow_public_bind: bool = Field(False, description="Required to publish on a non-loopback address.")
+    read_write: int = Field(5432, ge=1, le=65535, description="HAProxy read-write port (coordinator leader).")
+    read_only: int = Field(5433, ge=1, le=65535, description="HAProxy read-only port (coordinator replicas).")
+    stats: int = Field(7000, ge=1, le=65535, description="HAProxy stats page (basic auth).")
+    postgres_base: int = Field(
+        15432, ge=1, le=65535, description="Member i's PostgreSQL is published on postgresBase + i."
+    )
+    patroni_base: int = Field(
+        18008, ge=1, le=65535, description="Member i's Patroni REST API is published on patroniBase + i."
+    )
+
+
+class Limits(Model):
+    memory_mb: int = Field(ge=64, le=1_048_576, description="Memory limit in MiB.")
+    cpus: float | None = Field(None, gt=0, le=256, description="CPU limit (None = unlimited).")
+
+
+class Resources(Model):
+    database: Limits = Limits(memory_mb=768)
+    etcd: Limits = Limits(memory_mb=256)
+    haproxy: Limits = Limits(memory_mb=128)
+
+
+ParameterValue = bool | int | float | str
+
+
+class Postgresql(Model):
+    parameters: dict[str, ParameterValue] = Field(
+        default_factory=dict, description="postgresql.conf settings passed through to every member."
+    )
+
+
+class Replication(Model):
+    synchronous: bool | None = Field(
+        None,
+        description="Synchronous (quorum) replication; unset = on when a group has a standby.",
+    )
+
+
+class Storage(Model):
+    retain_on_destroy: bool = Field(
+        False,
+        description="Keep data volumes on `pulumi destroy` (needs passwords set with --secret).",
+    )
+
+
+class ClusterConfig(Model):
+    """Everything a stack can say about its cluster. Passwords are not here: see PASSWORD_KEYS."""
+
+    name: str = Field("citus", pattern=r"^[a-z][a-z0-9-]{0,19}$", description="Prefix of every Docker name.")
+    versions: Versions = Versions()
+    coordinator: Coordinator = Coordinator()
+    workers: Workers = Workers()
+    etcd: Etcd = Etcd()
+    citus: Citus = Citus()
+    network: Network = Network()
+    ports: Ports = Ports()
+    resources: Resources = Resources()
+    postgresql: Postgresql = Postgresql()
+    replication: Replication = Replication()
+    storage: Storage = Storage()
+    docker_host: str | None = Field(
+        None,
+        pattern=r"^(unix|tcp|ssh|npipe)://.+$",
+        description="Docker host to deploy on (unset = DOCKER_HOST or the local socket).",
+    )

@@ -1,0 +1,36 @@
+"""Pure renderers: plan in, file text out. The Pulumi program and the test harness consume the same text."""
+
+from __future__ import annotations
+
+from cluster.plan import Plan
+from cluster.render.dockerfile import image_spec, render_dockerfile
+from cluster.render.etcd import etcd_command
+from cluster.render.haproxy import render_haproxy
+from cluster.render.patroni import (
+    CONFIG_FILE,
+    SECRETS_FILE,
+    Passwords,
+    render_patroni,
+    render_patroni_secrets,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "SECRETS_FILE",
+    "Passwords",
+    "etcd_command",
+    "image_spec",
+    "render_dockerfile",
+    "render_files",
+    "render_haproxy",
+    "render_patroni",
+    "render_patroni_secrets",
+]
+
+
+def render_files(plan: Plan) -> dict[str, str]:
+    """Every credential-free file of the cluster, by path relative to an output directory."""
+    files = {"Dockerfile": render_dockerfile(plan), "haproxy.cfg": render_haproxy(plan)}
+    for member in plan.members:
+        files[f"patroni/{member.name}/{CONFIG_FILE}"] = render_patroni(plan, member)
+    return files

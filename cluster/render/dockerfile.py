@@ -1,0 +1,73 @@
+"""The database image: the official citusdata/citus image plus PostGIS and Patroni.
+
+Its tag carries a hash of the Dockerfile text, so any change to versions or build steps yields a new tag,
+which replaces the containers (and never the volumes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from cluster.config.versions import POSTGIS_UNPINNED, citus_image_tag
+from cluster.plan import DOCKER_DATA_MOUNT, PATRONI_CONFIG_DIR, PATRONI_VENV, Plan
+
+CITUS_IMAGE = "citusdata/citus"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    dockerfile: str
+    repository: str
+    tag: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+def render_dockerfile(plan: Plan) -> str:
+    v = plan.config.versions
+    base = f"{CITUS_IMAGE}:{citus_image_tag(v.citus, v.postgres)}"
+    postgis_pkg = f"postgresql-{v.postgres}-postgis-3"
+    pin = "" if v.postgis == POSTGIS_UNPINNED else f"={v.postgis}.*"
+    control = f"/usr/share/postgresql/{v.postgres}/extension/postgis.control"
+    # A pinned line must really be what apt installed: fail the build, not the first CREATE EXTENSION.
+    check = "" if not pin else f'; \\\n    grep -q "default_version = \'{v.postgis}." {control}'
+    return f"""\
+# Rendered by citus-cluster from the stack config; edit the config, not this file.
+FROM {base}
+
+USER root
+# PostGIS from the PostgreSQL apt repository the base image already trusts; Python for Patroni.
+RUN set -eux; \\
+    apt-get update; \\
+    apt-get install -y --no-install-recommends '{postgis_pkg}{pin}' python3 python3-venv; \\
+    rm -rf /var/lib/apt/lists/*{check}
+
+# Patroni in its own venv, pinned, with the etcd3 and psycopg3 extras.
+RUN set -eux; \\
+    python3 -m venv {PATRONI_VENV}; \\
+    {PATRONI_VENV}/bin/pip install --no-cache-dir 'patroni[etcd3,psycopg3]=={v.patroni}'; \\
+    {PATRONI_VENV}/bin/patroni --version
+
+RUN set -eux; \\
+    mkdir -p {PATRONI_CONFIG_DIR} {DOCKER_DATA_MOUNT}; \\
+    chown -R postgres:postgres {PATRONI_CONFIG_DIR} {DOCKER_DATA_MOUNT}; \\
+    chmod 0700 {DOCKER_DATA_MOUNT}
+
+USER postgres
+STOPSIGNAL SIGINT
+ENTRYPOINT ["{PATRONI_VENV}/bin/patroni", "{PATRONI_CONFIG_DIR}"]
+"""
+
+
+def image_spec(plan: Plan) -> ImageSpec:
+    dockerfile = render_dockerfile(plan)
+    v = plan.config.versions
+    digest = hashlib.sha256(dockerfile.encode()).hexdigest()[:12]
+    return ImageSpec(
+        dockerfile=dockerfile,
+        repository=f"{plan.config.name}-node",
+        tag=f"pg{v.postgres}-citus{v.citus}-{digest}",
+    )
