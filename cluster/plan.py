@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from cluster.config import ClusterConfig
 
@@ -122,6 +122,29 @@ class Plan:
         """Patroni cluster name; Citus mode requires the same scope for every group."""
         return self.config.name
 
+    def dsn(self, role: Literal["read-write", "read-only"], password: str) -> str:
+        """The URL a client on the user's machine uses to reach HAProxy's `role` listener as superuser."""
+        port, database = self.balancer.published[role], self.config.citus.database
+        return f"postgresql://{SUPERUSER}:{quote(password, safe='')}@{self.client_host}:{port}/{database}"
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://{self.client_host}:{self.balancer.published['stats']}/"
+
+    def node_summaries(self) -> list[dict[str, object]]:
+        """What each database member is meant to be, and where the user's machine reaches it."""
+        return [
+            {
+                "name": m.name,
+                "group": m.group,
+                "role": m.role,
+                "intended": m.intended_role,
+                "postgres": f"{self.client_host}:{m.published_postgres}",
+                "patroni": f"http://{self.client_host}:{m.published_api}",
+            }
+            for m in self.members
+        ]
+
     def synchronous(self, group: int) -> bool:
         """Quorum commit for a group: on by default wherever the group has a standby to confirm."""
         wanted = self.config.replication.synchronous
@@ -171,7 +194,7 @@ class DockerLayout:
         return f"{DOCKER_DATA_MOUNT}/pgdata", PATRONI_CONFIG_DIR
 
     def etcd_dir(self, name: str) -> str:
-        return ETCD_DATA_MOUNT
+        return f"{ETCD_DATA_MOUNT}/data"  # a subdirectory: etcd insists on mode 0700, a volume root is 0755
 
     def allowed_cidr(self, config: ClusterConfig) -> str:
         return str(config.network.subnet)

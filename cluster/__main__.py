@@ -1,0 +1,104 @@
+"""`python -m cluster`: the cluster's files and plan without Docker or Pulumi.
+
+python -m cluster render --stack dev --out build/rendered
+python -m cluster render --config my-cluster.yaml --out /tmp/rendered
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cluster.config import ConfigError, load_config
+from cluster.config.sources import read_stack_file, stack_file
+from cluster.plan import Plan, build_plan
+from cluster.render import etcd_command, image_spec, render_files
+
+REDACTED = "REDACTED"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cluster", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    render = commands.add_parser("render", help="write every rendered file and plan.json into a directory")
+    source = render.add_mutually_exclusive_group(required=True)
+    source.add_argument("--stack", help="read Pulumi.<STACK>.yaml at the project root")
+    source.add_argument("--config", type=Path, help="read a YAML file shaped like a stack file")
+    render.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
+    render.set_defaults(handler=_render)
+    return parser
+
+
+def _render(args: argparse.Namespace) -> int:
+    path = args.config if args.config else stack_file(args.stack)
+    raw, secret_keys = read_stack_file(path)
+    loaded = load_config(raw, secret_keys)
+    plan = build_plan(loaded.config)
+    files = render_files(plan)
+    files["plan.json"] = json.dumps(plan_document(plan, sorted(loaded.supplied_passwords)), indent=2) + "\n"
+    for relative, text in files.items():
+        target = args.out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    print(f"Rendered {len(files)} files for {path.name} into {args.out}")
+    return 0
+
+
+def plan_document(plan: Plan, supplied_passwords: list[str]) -> dict[str, Any]:
+    """The topology and the DSNs the stack would export, passwords redacted."""
+    config = plan.config
+    summaries = {str(s["name"]): s for s in plan.node_summaries()}
+    return {
+        "name": config.name,
+        "image": image_spec(plan).name,
+        "network": {"name": plan.network, "subnet": str(config.network.subnet)},
+        "groups": [
+            {
+                "group": group_id,
+                "role": "coordinator" if group_id == 0 else "worker",
+                "synchronous": plan.synchronous(group_id),
+                "members": [
+                    {
+                        **summaries[m.name],
+                        "address": m.postgres.address,
+                        "volume": m.volume,
+                        "docker_host": m.docker_host,
+                    }
+                    for m in members
+                ],
+            }
+            for group_id, members in enumerate(plan.groups)
+        ],
+        "etcd": [
+            {
+                "name": e.name,
+                "client": e.client.address,
+                "volume": e.volume,
+                "command": etcd_command(plan, e, binary="/usr/local/bin/etcd"),
+            }
+            for e in plan.etcd
+        ],
+        "haproxy": {"name": plan.balancer.name, "published": plan.balancer.published},
+        "outputs": {
+            "rw_dsn": plan.dsn("read-write", REDACTED),
+            "ro_dsn": plan.dsn("read-only", REDACTED),
+            "haproxy_stats_url": plan.stats_url,
+        },
+        "passwords": {"supplied": supplied_passwords, "generated on `pulumi up`": "the rest"},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The Pulumi program's body: read and validate the stack config, declare the cluster, export outputs.
+
+Validation runs before the first resource is declared, so a bad config creates nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from cluster.component import CitusCluster
+from cluster.config import PASSWORD_KEYS, ConfigError, load_config
+from cluster.config.sources import PROJECT, project_root, read_pulumi_config
+from cluster.plan import build_plan
+
+
+def build_dir(stack: str) -> Path:
+    """Where the rendered Dockerfile is written for `docker build` (ignored by git)."""
+    return project_root() / "build" / stack
+
+
+def run() -> CitusCluster:
+    raw, secret_keys = read_pulumi_config()
+    try:
+        loaded = load_config(raw, secret_keys)
+    except ConfigError as exc:
+        raise pulumi.RunError(str(exc)) from None
+    config = pulumi.Config(PROJECT)
+    supplied = {key: config.require_secret(key) for key in PASSWORD_KEYS if key in loaded.supplied_passwords}
+    cluster = CitusCluster("cluster", build_plan(loaded.config), supplied, build_dir(pulumi.get_stack()))
+    pulumi.export("rw_dsn", cluster.rw_dsn)
+    pulumi.export("ro_dsn", cluster.ro_dsn)
+    pulumi.export("haproxy_stats_url", cluster.haproxy_stats_url)
+    pulumi.export("nodes", cluster.nodes)
+    pulumi.export("image", cluster.image)
+    return cluster

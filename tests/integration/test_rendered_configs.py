@@ -1,0 +1,118 @@
+"""Every rendered artifact checked by the program that will run it: HAProxy, Patroni, the render CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.config import load_config
+from cluster.plan import build_plan
+from cluster.render import Passwords, render_haproxy, render_patroni, render_patroni_secrets
+from tests.support.patroni_check import validate_patroni_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = {
+    "dev": {},
+    "large": {"coordinator": {"members": 3}, "workers": {"groups": 4, "members": 3}, "etcd": {"members": 5}},
+    "single": {"coordinator": {"members": 1}, "workers": {"groups": 1, "members": 1}, "etcd": {"members": 1}},
+    "pg15": {"versions": {"postgres": 15, "postgis": "3.3"}},
+}
+haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+needs_haproxy = pytest.mark.skipif(not os.path.exists(haproxy), reason="haproxy is not installed (.ci/run installs it)")
+
+
+@needs_haproxy
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_haproxy_accepts_rendered_config(name: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render_haproxy(build_plan(load_config(CONFIGS[name]).config)))
+    result = subprocess.run(
+        [haproxy, "-c", "-f", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HAPROXY_STATS_PASSWORD": "x"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The only warnings allowed are about container names that resolve on the Docker network alone.
+    warnings = [line for line in result.stderr.splitlines() if "[WARNING]" in line]
+    assert all("could not resolve address" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_patroni_validator_accepts_every_member(name: str, tmp_path: Path) -> None:
+    plan = build_plan(load_config(CONFIGS[name]).config)
+    cluster_hosts = {m.name for m in plan.members} | {e.name for e in plan.etcd}
+    for member in plan.members:
+        directory = tmp_path / member.name
+        directory.mkdir()
+        (directory / "10-patroni.yml").write_text(render_patroni(plan, member))
+        (directory / "90-secrets.yml").write_text(render_patroni_secrets(Passwords("a", "b", "c", "d", "e")))
+        assert validate_patroni_dir(directory, cluster_hosts, image_bin_dir=plan.bin_dir) == [], member.name
+
+
+def test_patroni_validator_catches_a_broken_file(tmp_path: Path) -> None:
+    """The check is not a rubber stamp: a wrong type and an unknown etcd host are reported."""
+    plan = build_plan(load_config({}).config)
+    doc = yaml.safe_load(render_patroni(plan, plan.members[0]))
+    doc["bootstrap"]["dcs"]["ttl"] = "soon"
+    doc["etcd3"]["hosts"].append("nowhere-etcd:2379")
+    (tmp_path / "10-patroni.yml").write_text(yaml.safe_dump(doc))
+    errors = validate_patroni_dir(
+        tmp_path, {m.name for m in plan.members} | {e.name for e in plan.etcd}, image_bin_dir=plan.bin_dir
+    )
+    assert any("ttl" in e for e in errors) and any("nowhere-etcd" in e for e in errors), errors
+
+
+def render_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cluster", "render", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_render_cli_on_the_dev_stack(tmp_path: Path) -> None:
+    result = render_cli("--stack", "dev", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert [g["group"] for g in plan["groups"]] == [0, 1, 2, 3]
+    assert plan["outputs"]["rw_dsn"] == "postgresql://postgres:REDACTED@127.0.0.1:5432/citus"
+    assert (tmp_path / "Dockerfile").read_text().startswith("# Rendered by citus-cluster")
+    assert len(list(tmp_path.glob("patroni/*/10-patroni.yml"))) == 8
+    assert not list(tmp_path.rglob("90-secrets.yml")), "render must never write credentials"
+
+
+def test_render_cli_rejects_a_bad_config_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "config": {
+                    "citus-cluster:workers": {"groups": 0},
+                    "citus-cluster:superuserPassword": "plain",
+                    "citus-cluster:colour": "blue",
+                }
+            }
+        )
+    )
+    result = render_cli("--config", str(bad), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    for key in ("workers.groups", "superuserPassword", "colour"):
+        assert key in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_make_up_without_pulumi_or_docker_names_what_is_missing(tmp_path: Path) -> None:
+    fake_docker = tmp_path / "docker"
+    fake_docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    fake_docker.chmod(0o755)
+    path = f"{tmp_path}:/usr/bin:/bin"  # no pulumi anywhere on it
+    result = subprocess.run(
+        ["make", "-s", "up"], cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PATH": path}
+    )
+    assert result.returncode != 0
+    assert "Pulumi CLI" in result.stderr and "running Docker daemon" in result.stderr, result.stderr
+    assert "pulumi up" not in result.stdout

@@ -1,0 +1,195 @@
+"""The resource graph, proven with Pulumi mocks: no engine, no Docker daemon."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from cluster.config import load_config
+from cluster.plan import build_plan
+from cluster.render import render_patroni
+from tests.unit.pulumi_mocks import Deployment, deploy
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+LARGE = {"coordinator": {"members": 3}, "workers": {"groups": 4, "members": 3}}
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    return deploy({}, tmp_path_factory.mktemp("build"))
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    return deploy(LARGE, tmp_path_factory.mktemp("build"))
+
+
+def type_counts(d: Deployment) -> Counter:
+    return Counter(r.type.split(":")[-1] for r in d.registrations)
+
+
+def is_secret(value: object) -> bool:
+    return isinstance(value, dict) and SECRET_SIG in value
+
+
+def test_dev_stack_declares_exactly_these_resources(dev: Deployment) -> None:
+    # 2 coordinators + 3 worker groups x 2 = 8 database members; 3 etcd; 1 HAProxy.
+    assert type_counts(dev) == {
+        "CitusCluster": 1,
+        "Network": 1,
+        "Image": 1,
+        "RemoteImage": 2,
+        "RandomPassword": 5,
+        "Volume": 8 + 3,
+        "Container": 8 + 3 + 1,
+    }
+
+
+def test_large_stack_scales_members_volumes_and_containers(large: Deployment) -> None:
+    # 3 coordinators + 4 worker groups x 3 = 15 database members.
+    counts = type_counts(large)
+    assert counts["Volume"] == 15 + 3
+    assert counts["Container"] == 15 + 3 + 1
+    assert counts["Network"] == 1 and counts["Image"] == 1
+
+
+@pytest.mark.parametrize("which", ["dev", "large"])
+def test_every_container_is_on_the_cluster_network(which: str, request: pytest.FixtureRequest) -> None:
+    d: Deployment = request.getfixturevalue(which)
+    network = d.of_type("Network")[0].inputs["name"]
+    for container in d.of_type("Container"):
+        attachments = container.inputs["networksAdvanced"]
+        assert [a["name"] for a in attachments] == [network], container.name
+        assert attachments[0]["aliases"] == [container.inputs["name"]]
+
+
+@pytest.mark.parametrize("which", ["dev", "large"])
+def test_every_database_member_has_its_own_volume(which: str, request: pytest.FixtureRequest) -> None:
+    d: Deployment = request.getfixturevalue(which)
+    mounts = [(c.name, v["volumeName"]) for c in d.of_type("Container") for v in c.inputs.get("volumes", [])]
+    volumes = [name for _, name in mounts]
+    assert len(volumes) == len(set(volumes)), "a volume is mounted by two containers"
+    assert set(volumes) == {v.inputs["name"] for v in d.of_type("Volume")}
+    members = [c for c in d.of_type("Container") if "-coordinator-" in c.name or "-worker" in c.name]
+    for member in members:
+        assert [v["containerPath"] for v in member.inputs["volumes"]] == ["/var/lib/postgresql/data"]
+
+
+def test_no_port_is_published_beyond_loopback_by_default(dev: Deployment) -> None:
+    ports = [p for c in dev.of_type("Container") for p in c.inputs.get("ports", [])]
+    assert ports, "the stack must publish HAProxy and member ports"
+    assert {p["ip"] for p in ports} == {"127.0.0.1"}
+    published = [int(p["external"]) for p in ports]
+    assert len(published) == len(set(published))
+    assert {5432, 5433, 7000} <= set(published)
+
+
+def test_public_bind_only_when_opted_in(tmp_path: Path) -> None:
+    d = deploy({"ports": {"bindAddress": "0.0.0.0", "allowPublicBind": True}}, tmp_path)
+    ips = {p["ip"] for c in d.of_type("Container") for p in c.inputs.get("ports", [])}
+    assert ips == {"0.0.0.0"}
+    assert d.outputs["haproxy_stats_url"] == "http://127.0.0.1:7000/"
+
+
+def test_dsn_outputs_are_secret_and_other_outputs_are_plain(dev: Deployment) -> None:
+    assert dev.secret_outputs == {"rw_dsn", "ro_dsn"}
+    assert dev.outputs["rw_dsn"].endswith("@127.0.0.1:5432/citus")
+    assert dev.outputs["ro_dsn"].endswith("@127.0.0.1:5433/citus")
+    assert dev.outputs["haproxy_stats_url"] == "http://127.0.0.1:7000/"
+    assert [n["name"] for n in dev.outputs["nodes"] if n["intended"] == "leader"] == [
+        "citus-coordinator-0",
+        "citus-worker1-0",
+        "citus-worker2-0",
+        "citus-worker3-0",
+    ]
+
+
+def plain_text(value: object) -> str:
+    """Everything in `value` that is not wrapped as a secret."""
+    if is_secret(value):
+        return ""
+    if isinstance(value, dict):
+        return " ".join(plain_text(v) for v in value.values())
+    if isinstance(value, list):
+        return " ".join(plain_text(v) for v in value)
+    return str(value)
+
+
+def test_passwords_appear_in_inputs_only_as_secrets(tmp_path: Path) -> None:
+    d = deploy({}, tmp_path, secrets={"superuserPassword": "Supplied-Pw-1"})
+    carriers = 0
+    for registration in d.registrations:
+        for key, value in registration.inputs.items():
+            assert "Supplied-Pw-1" not in plain_text(value), f"{registration.name}.{key}"
+            assert "generated-" not in plain_text(value), f"{registration.name}.{key}"
+            carriers += is_secret(value)
+    # 8 members carry the secrets file, HAProxy the stats password in its environment.
+    assert carriers == 8 + 1
+    assert is_secret(d.named("citus-haproxy").inputs["envs"])
+
+
+def test_supplied_secret_password_is_used_and_not_generated(tmp_path: Path) -> None:
+    d = deploy({}, tmp_path, secrets={"superuserPassword": "s3cr3t/pw"})
+    assert "superuserPassword" not in {r.name for r in d.of_type("RandomPassword")}
+    assert "postgres:s3cr3t%2Fpw@" in d.outputs["rw_dsn"]
+    assert "rw_dsn" in d.secret_outputs
+
+
+def test_haproxy_depends_on_every_database_member(dev: Deployment) -> None:
+    haproxy = dev.named("citus-haproxy")
+    members = {c.urn for c in dev.of_type("Container") if "-coordinator-" in c.name or "-worker" in c.name}
+    assert len(members) == 8
+    assert members <= set(haproxy.dependencies)
+
+
+def test_members_start_after_etcd(dev: Deployment) -> None:
+    etcd = {c.urn for c in dev.of_type("Container") if "-etcd-" in c.name}
+    for member in (c for c in dev.of_type("Container") if "-worker" in c.name or "-coordinator-" in c.name):
+        assert etcd <= set(member.dependencies), member.name
+
+
+def test_every_resource_is_a_child_of_the_component(dev: Deployment) -> None:
+    component = dev.of_type("CitusCluster")[0]
+    assert all(r.parent == component.urn for r in dev.registrations if r is not component)
+
+
+def test_member_uploads_are_the_rendered_patroni_files(dev: Deployment) -> None:
+    plan = build_plan(load_config({}).config)
+    member = plan.members[3]
+    container = dev.named(member.name)
+    uploads = container.inputs["uploads"]["value"]
+    assert uploads[0] == {"file": "/etc/patroni/10-patroni.yml", "content": render_patroni(plan, member)}
+    assert uploads[1]["file"] == "/etc/patroni/90-secrets.yml"
+
+
+def test_image_version_change_replaces_containers_not_volumes(tmp_path: Path, dev: Deployment) -> None:
+    newer = deploy({"versions": {"patroni": "4.1.6"}}, tmp_path)
+    old_image, new_image = dev.named("node-image").inputs["imageName"], newer.named("node-image").inputs["imageName"]
+    assert old_image != new_image
+    by_name = lambda d, kind: sorted(d.of_type(kind), key=lambda r: r.name)  # noqa: E731
+    for old, new in zip(by_name(dev, "Container"), by_name(newer, "Container"), strict=True):
+        if "-worker" in old.name or "-coordinator-" in old.name:
+            assert (old.inputs["image"], new.inputs["image"]) == (old_image, new_image), old.name
+    volumes = [[(v.name, v.inputs) for v in by_name(d, "Volume")] for d in (dev, newer)]
+    assert volumes[0] == volumes[1]
+
+
+def test_volumes_are_retained_on_destroy_only_when_configured(tmp_path: Path, dev: Deployment) -> None:
+    assert not any(v.retain_on_delete for v in dev.of_type("Volume"))
+    kept = deploy(
+        {"storage": {"retainOnDestroy": True}},
+        tmp_path,
+        secrets={"superuserPassword": "a", "replicationPassword": "b"},
+    )
+    assert all(v.retain_on_delete for v in kept.of_type("Volume"))
+
+
+def test_invalid_config_declares_nothing(tmp_path: Path) -> None:
+    import pulumi
+
+    with pytest.raises(pulumi.RunError) as raised:
+        deploy({"workers": {"groups": 0}, "ports": {"bindAddres": "0.0.0.0"}}, tmp_path)
+    assert "workers.groups" in str(raised.value) and "ports.bindAddres" in str(raised.value)
+    assert not (tmp_path / "Dockerfile").exists()

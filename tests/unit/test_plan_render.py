@@ -1,0 +1,138 @@
+"""Plan and renderers: pure functions, checked on their output."""
+
+from __future__ import annotations
+
+import yaml
+
+from cluster.config import load_config
+from cluster.config.versions import citus_image_tag
+from cluster.plan import LocalLayout, build_plan, ports_needed
+from cluster.render import (
+    Passwords,
+    etcd_command,
+    image_spec,
+    render_dockerfile,
+    render_files,
+    render_haproxy,
+    render_patroni,
+    render_patroni_secrets,
+)
+
+PASSWORDS = Passwords("su-pw", "repl-pw", "api-pw", "stats-pw", "app-pw")
+
+
+def plan_for(raw: dict | None = None, layout=None):  # type: ignore[no-untyped-def]
+    return build_plan(load_config(raw or {}).config, layout)
+
+
+def test_groups_members_and_names() -> None:
+    plan = plan_for({"workers": {"groups": 4, "members": 3}})
+    assert [len(g) for g in plan.groups] == [2, 3, 3, 3, 3]
+    assert [m.group for m in plan.coordinators] == [0, 0]
+    assert plan.groups[4][2].name == "citus-worker4-2"
+    assert [m.ordinal for m in plan.members] == list(range(14))
+    assert len({m.name for m in plan.members} | {e.name for e in plan.etcd} | {plan.balancer.name}) == 14 + 3 + 1
+
+
+def test_published_ports_follow_the_bases() -> None:
+    plan = plan_for({"ports": {"postgresBase": 20000, "patroniBase": 21000}})
+    assert [m.published_postgres for m in plan.members] == list(range(20000, 20008))
+    assert [m.published_api for m in plan.members] == list(range(21000, 21008))
+    assert plan.balancer.published == {"read-write": 5432, "read-only": 5433, "stats": 7000}
+
+
+def test_local_layout_gives_every_listener_its_own_loopback_port() -> None:
+    config = load_config({}).config
+    ports = tuple(range(40000, 40000 + ports_needed(config)))
+    plan = build_plan(config, LocalLayout("/tmp/h", ports, "/usr/lib/postgresql/15/bin"))
+    used = [p for m in plan.members for p in (m.postgres.port, m.api.port)]
+    used += [p for e in plan.etcd for p in (e.client.port, e.peer.port)]
+    used += [plan.balancer.read_write.port, plan.balancer.read_only.port, plan.balancer.stats.port]
+    assert sorted(used) == list(ports)
+    assert {m.postgres.listen for m in plan.members} == {"127.0.0.1"}
+    assert plan.members[0].published_postgres == plan.members[0].postgres.port
+    assert plan.allowed_cidr == "127.0.0.1/32" and plan.dns_resolver is None
+
+
+def test_synchronous_defaults_on_where_a_standby_exists() -> None:
+    mixed = plan_for({"coordinator": {"members": 2}, "workers": {"members": 1}})
+    assert [mixed.synchronous(g) for g in range(4)] == [True, False, False, False]
+    off = plan_for({"replication": {"synchronous": False}})
+    assert not any(off.synchronous(g) for g in range(4))
+
+
+def test_patroni_config_is_citus_mode_with_network_limited_scram_access() -> None:
+    plan = plan_for({"network": {"subnet": "10.77.0.0/24"}})
+    member = plan.groups[2][1]
+    doc = yaml.safe_load(render_patroni(plan, member))
+    assert doc["citus"] == {"group": 2, "database": "citus"}
+    assert doc["scope"] == "citus" and doc["name"] == "citus-worker2-1"
+    assert doc["etcd3"]["hosts"] == ["citus-etcd-0:2379", "citus-etcd-1:2379", "citus-etcd-2:2379"]
+    hba = doc["postgresql"]["pg_hba"]
+    assert all(line.endswith(("scram-sha-256", "peer")) for line in hba)
+    assert [line for line in hba if line.startswith("host")] == [
+        "host replication replicator 10.77.0.0/24 scram-sha-256",
+        "host all all 10.77.0.0/24 scram-sha-256",
+    ]
+    assert doc["bootstrap"]["dcs"]["ttl"] >= 20
+    dcs = doc["bootstrap"]["dcs"]
+    assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] <= dcs["ttl"]
+
+
+def test_rendered_patroni_files_hold_no_password_and_secrets_file_holds_them() -> None:
+    plan = plan_for()
+    for path, text in render_files(plan).items():
+        assert "password:" not in text.lower(), path
+    secrets = yaml.safe_load(render_patroni_secrets(PASSWORDS))
+    assert secrets["postgresql"]["authentication"]["superuser"]["password"] == "su-pw"
+    assert secrets["restapi"]["authentication"]["password"] == "api-pw"
+    assert "su-pw" not in repr(PASSWORDS)
+
+
+def test_user_parameters_pass_through_over_defaults() -> None:
+    plan = plan_for({"postgresql": {"parameters": {"work_mem": "64MB", "max_connections": 300}}})
+    params = yaml.safe_load(render_patroni(plan, plan.members[0]))["postgresql"]["parameters"]
+    assert params["work_mem"] == "64MB" and params["max_connections"] == 300
+    assert params["citus.shard_count"] == 32
+
+
+def test_haproxy_routes_by_patroni_health_checks() -> None:
+    cfg = render_haproxy(plan_for({"coordinator": {"members": 3}}))
+    assert "http-check send meth GET uri /primary" in cfg
+    assert "http-check send meth GET uri /replica" in cfg
+    assert "use_backend coordinator_replicas if { nbsrv(coordinator_replicas) gt 0 }" in cfg
+    assert cfg.count("server citus-coordinator-") == 6  # 3 members x (primary + replica backends)
+    assert "citus-worker" not in cfg
+    assert 'stats auth "admin:${HAPROXY_STATS_PASSWORD}"' in cfg
+    assert "on-marked-down shutdown-sessions" in cfg
+
+
+def test_image_tag_maps_postgres_major_to_the_official_tag() -> None:
+    assert citus_image_tag("13.2.0", 17) == "13.2.0"
+    assert citus_image_tag("13.2.0", 16) == "13.2.0-pg16"
+    assert citus_image_tag("12.1.10", 16) == "12.1.10"
+    assert "FROM citusdata/citus:13.2.0-pg15" in render_dockerfile(plan_for({"versions": {"postgres": 15}}))
+
+
+def test_dockerfile_installs_postgis_for_the_major_and_pins_when_asked() -> None:
+    unpinned = render_dockerfile(plan_for())
+    assert "'postgresql-17-postgis-3' " in unpinned and "default_version" not in unpinned
+    pinned = render_dockerfile(plan_for({"versions": {"postgis": "3.5"}}))
+    assert "'postgresql-17-postgis-3=3.5.*'" in pinned and "default_version = '3.5." in pinned
+    assert "'patroni[etcd3,psycopg3]==4.1.5'" in unpinned
+
+
+def test_image_tag_changes_with_the_dockerfile_only() -> None:
+    a, b = image_spec(plan_for()), image_spec(plan_for({"workers": {"groups": 5}}))
+    assert a.name == b.name
+    assert image_spec(plan_for({"versions": {"patroni": "4.1.6"}})).name != a.name
+
+
+def test_etcd_command_lists_every_peer() -> None:
+    plan = plan_for()
+    argv = etcd_command(plan, plan.etcd[1])
+    assert "--name=citus-etcd-1" in argv
+    assert (
+        "--initial-cluster=citus-etcd-0=http://citus-etcd-0:2380,citus-etcd-1=http://citus-etcd-1:2380,"
+        "citus-etcd-2=http://citus-etcd-2:2380"
+    ) in argv
