@@ -24,6 +24,9 @@ from cluster.plan import (
     Member,
     Plan,
 )
+from cluster.provision.migrations import Migration
+from cluster.provision.provider import Provisioning, WorkerGroup
+from cluster.provision.target import target_from_plan
 from cluster.render import (
     CONFIG_FILE,
     SECRETS_FILE,
@@ -69,6 +72,7 @@ class CitusCluster(pulumi.ComponentResource):
         plan: Plan,
         supplied_passwords: dict[str, pulumi.Output[str]],
         build_dir: Path,
+        migrations: list[Migration],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("citus-cluster:index:CitusCluster", name, None, opts)
@@ -85,8 +89,11 @@ class CitusCluster(pulumi.ComponentResource):
         etcd_image, haproxy_image = self._remote_images()
         self.volumes = {v: self._volume(v) for v in [m.volume for m in plan.members] + [e.volume for e in plan.etcd]}
         self.etcd = [self._etcd(e, etcd_image) for e in plan.etcd]
+        self.target = self._target()
+        self.worker_groups = {g: self._worker_group(g) for g in range(1, len(plan.groups))}
         self.members = [self._member(m) for m in plan.members]
         self.haproxy = self._haproxy(haproxy_image)
+        self.provisioning = self._provisioning(migrations)
         self._outputs()
 
     def _opts(self, **kwargs: object) -> pulumi.ResourceOptions:
@@ -225,7 +232,43 @@ class CitusCluster(pulumi.ComponentResource):
                 docker.ContainerLabelArgs(label="citus-cluster.group", value=str(member.group)),
                 docker.ContainerLabelArgs(label="citus-cluster.role", value=member.role),
             ],
-            opts=self._opts(depends_on=self.etcd),
+            opts=self._opts(depends_on=[*self.etcd, *self._group_order(member.group)]),
+        )
+
+    def _group_order(self, group: int) -> list[pulumi.Resource]:
+        """Deletion order for scale-in: a worker group's containers go before its registration resource; the
+        coordinator depends on every group's, so a whole-cluster destroy removes it first and no SQL runs."""
+        if group == 0:
+            return list(self.worker_groups.values())
+        return [self.worker_groups[group]]
+
+    def _target(self) -> pulumi.Output[dict]:
+        """Where provisioning connects (published ports) and what Citus registers; secret (carries passwords)."""
+        plan = self._plan
+        return pulumi.Output.secret(
+            pulumi.Output.all(self.passwords.superuser, self.passwords.app).apply(
+                lambda pw: target_from_plan(plan, pw[0], pw[1]).to_dict()
+            )
+        )
+
+    def _worker_group(self, group: int) -> WorkerGroup:
+        return WorkerGroup(
+            f"worker-group-{group}",
+            {"group": group, "target": self.target},
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["target"]),
+        )
+
+    def _provisioning(self, migrations: list[Migration]) -> Provisioning:
+        """Health gate, registration, extensions, roles, schema and rebalance, after every container is up."""
+        return Provisioning(
+            "provisioning",
+            {
+                "target": self.target,
+                "migrations": [{"name": m.name, "checksum": m.checksum, "sql": m.sql} for m in migrations],
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*self.members, self.haproxy], additional_secret_outputs=["target"]
+            ),
         )
 
     def _haproxy(self, image: docker.RemoteImage) -> docker.Container:
@@ -264,5 +307,6 @@ class CitusCluster(pulumi.ComponentResource):
                 "haproxy_stats_url": self.haproxy_stats_url,
                 "nodes": self.nodes,
                 "image": self.image,
+                "provisioning": self.provisioning.id,
             }
         )

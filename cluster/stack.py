@@ -13,6 +13,7 @@ from cluster.component import CitusCluster
 from cluster.config import PASSWORD_KEYS, ConfigError, load_config
 from cluster.config.sources import PROJECT, project_root, read_pulumi_config
 from cluster.plan import build_plan
+from cluster.provision.migrations import read_migrations
 
 
 def build_dir(stack: str) -> Path:
@@ -28,10 +29,13 @@ def run() -> CitusCluster:
         raise pulumi.RunError(str(exc)) from None
     config = pulumi.Config(PROJECT)
     supplied = {key: config.require_secret(key) for key in PASSWORD_KEYS if key in loaded.supplied_passwords}
-    cluster = CitusCluster("cluster", build_plan(loaded.config), supplied, build_dir(pulumi.get_stack()))
+    migrations = read_migrations(project_root() / "sql")
+    cluster = CitusCluster("cluster", build_plan(loaded.config), supplied, build_dir(pulumi.get_stack()), migrations)
     pulumi.export("rw_dsn", cluster.rw_dsn)
     pulumi.export("ro_dsn", cluster.ro_dsn)
     pulumi.export("haproxy_stats_url", cluster.haproxy_stats_url)
     pulumi.export("nodes", cluster.nodes)
     pulumi.export("image", cluster.image)
+    pulumi.export("citus_nodes", cluster.provisioning.nodes)
+    pulumi.export("shard_counts", cluster.provisioning.shard_counts)
     return cluster

@@ -44,6 +44,7 @@ def test_dev_stack_declares_exactly_these_resources(dev: Deployment) -> None:
         "RandomPassword": 5,
         "Volume": 8 + 3,
         "Container": 8 + 3 + 1,
+        "Resource": 1 + 3,  # dynamic: provisioning + one registration per worker group
     }
 
 
@@ -124,9 +125,10 @@ def test_passwords_appear_in_inputs_only_as_secrets(tmp_path: Path) -> None:
         for key, value in registration.inputs.items():
             assert "Supplied-Pw-1" not in plain_text(value), f"{registration.name}.{key}"
             assert "generated-" not in plain_text(value), f"{registration.name}.{key}"
-            carriers += is_secret(value)
-    # 8 members carry the secrets file, HAProxy the stats password in its environment.
-    assert carriers == 8 + 1
+            carriers += is_secret(value) and key != "__provider"  # Pulumi keeps dynamic providers secret
+    # 8 members carry the secrets file, HAProxy the stats password in its environment, the 4 dynamic
+    # resources (provisioning + 3 worker groups) the DSNs they connect with.
+    assert carriers == 8 + 1 + 4
     assert is_secret(d.named("citus-haproxy").inputs["envs"])
 
 
@@ -193,3 +195,36 @@ def test_invalid_config_declares_nothing(tmp_path: Path) -> None:
         deploy({"workers": {"groups": 0}, "ports": {"bindAddres": "0.0.0.0"}}, tmp_path)
     assert "workers.groups" in str(raised.value) and "ports.bindAddres" in str(raised.value)
     assert not (tmp_path / "Dockerfile").exists()
+
+
+def dynamic(d: Deployment, name: str):  # type: ignore[no-untyped-def]
+    return next(r for r in d.of_type("Resource") if r.name == name)
+
+
+def test_provisioning_runs_after_every_member_and_haproxy(dev: Deployment) -> None:
+    provisioning = dynamic(dev, "provisioning")
+    containers = {c.urn for c in dev.of_type("Container") if "-etcd-" not in c.name}
+    assert containers <= set(provisioning.dependencies)
+    assert is_secret(provisioning.inputs["target"])
+
+
+def test_scale_in_order_group_containers_before_their_registration(dev: Deployment) -> None:
+    groups = {g: dynamic(dev, f"worker-group-{g}").urn for g in (1, 2, 3)}
+    for container in dev.of_type("Container"):
+        if "-worker" in container.name:
+            group = int(container.name.split("-worker")[1].split("-")[0])
+            assert groups[group] in container.dependencies, container.name
+            assert set(groups.values()) - {groups[group]} - set(container.dependencies) == set(groups.values()) - {
+                groups[group]
+            }
+        if "-coordinator-" in container.name:
+            # A whole-cluster destroy removes the coordinator before any group registration: no SQL then.
+            assert set(groups.values()) <= set(container.dependencies), container.name
+
+
+def test_migrations_are_handed_over_with_their_checksums(dev: Deployment) -> None:
+    from cluster.config.sources import project_root
+    from cluster.provision.migrations import read_migrations
+
+    expected = [{"name": m.name, "checksum": m.checksum, "sql": m.sql} for m in read_migrations(project_root() / "sql")]
+    assert dynamic(dev, "provisioning").inputs["migrations"] == expected

@@ -1,0 +1,125 @@
+"""Provisioning: what the dynamic provider wraps, usable alone (`python -m cluster provision`).
+
+Health gate -> Citus registration -> extensions and app role -> schema (sql/) -> placement (rebalance onto
+new groups, drain groups that are leaving). Each step is idempotent, so re-running is always safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+
+from cluster.provision import citus, migrations
+from cluster.provision.citus import ProvisionError
+from cluster.provision.health import ClusterNotHealthy, check, wait_healthy
+from cluster.provision.migrations import Migration, SchemaDrift, read_migrations
+from cluster.provision.target import ClusterTarget, MemberTarget, target_from_plan
+
+__all__ = [
+    "ClusterNotHealthy",
+    "ClusterTarget",
+    "MemberTarget",
+    "Migration",
+    "ProvisionError",
+    "ProvisionResult",
+    "SchemaDrift",
+    "check",
+    "drain",
+    "provision",
+    "read_migrations",
+    "retire",
+    "target_from_plan",
+    "wait_healthy",
+]
+log = logging.getLogger("cluster.provision")
+
+
+@dataclass
+class ProvisionResult:
+    citus_version: str
+    nodes: list[dict] = field(default_factory=list)
+    registered: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+    rebalance: str = "not needed"
+    shard_counts: dict[str, int] = field(default_factory=dict)
+
+    def outputs(self) -> dict:
+        return {
+            "citus_version": self.citus_version,
+            "nodes": self.nodes,
+            "migrations": self.applied,
+            "shard_counts": self.shard_counts,
+        }
+
+
+def provision(
+    target: ClusterTarget,
+    files: list[Migration],
+    *,
+    rebalance: bool = False,
+    health_timeout: float = 300.0,
+) -> ProvisionResult:
+    """Bring a running cluster to its declared state; returns what it found and did."""
+    report = wait_healthy(target, timeout=health_timeout)
+    with citus.connect(target.rw_dsn) as conn:
+        result = ProvisionResult(citus_version=citus.require_citus(conn))
+        before = {row.group for row in citus.nodes(conn)}
+        result.registered = citus.register(conn, target, report.leaders)
+        citus.ensure_extensions(conn, target)
+        migrations.apply(conn, files)
+        citus.ensure_app_role(conn, target)
+        _forget_stale_groups(conn, target)
+        added = set(target.worker_groups) - before
+        if rebalance or added:
+            result.rebalance = citus.rebalance(conn, target.shard_transfer_mode)
+        result.applied = sorted(migrations.applied(conn))
+        result.nodes = [
+            {"group": r.group, "node": f"{r.host}:{r.port}", "role": r.role, "active": r.active}
+            for r in citus.nodes(conn)
+        ]
+        result.shard_counts = citus.shard_counts(conn)
+    return result
+
+
+def _forget_stale_groups(conn, target: ClusterTarget) -> None:  # type: ignore[no-untyped-def]
+    """Groups registered but no longer planned: unregister them if drained, refuse if they still hold data."""
+    for group in sorted({r.group for r in citus.nodes(conn)} - set(target.groups)):
+        log.info("group %s is not in the plan any more: unregistering it", group)
+        citus.remove_group(conn, group)
+
+
+def drain(target: ClusterTarget, groups: list[int]) -> dict[int, int]:
+    """Move all shards off worker `groups` (before their members are removed). Refuses to empty the cluster."""
+    keep = [g for g in target.worker_groups if g not in groups]
+    if not keep:
+        raise ProvisionError(
+            f"refusing to remove worker groups {groups}: no worker group would remain. Keep workers.groups >= 1."
+        )
+    with citus.connect(target.rw_dsn) as conn:
+        return {g: citus.drain_group(conn, g, target.shard_transfer_mode) for g in groups}
+
+
+def retire(target: ClusterTarget, groups: list[int], settle: float = 25.0, timeout: float = 120.0) -> list[str]:
+    """Unregister drained groups once their members are gone.
+
+    Patroni's coordinator re-adds a group for as long as the group's leader key lives in etcd (up to ttl after
+    its members stopped), so remove, wait past that, and check that nothing came back.
+    """
+    deadline = time.monotonic() + timeout
+    removed: list[str] = []
+    try:
+        conn = citus.connect(target.rw_dsn)
+    except psycopg.OperationalError:
+        log.info("coordinator unreachable: the cluster is being destroyed, nothing to unregister")
+        return removed
+    with conn:
+        while time.monotonic() < deadline:
+            for group in groups:
+                removed += citus.remove_group(conn, group)
+            time.sleep(settle)
+            if not [r for r in citus.nodes(conn) if r.group in groups]:
+                return removed
+    raise ProvisionError(f"worker groups {groups} keep reappearing in pg_dist_node; are their members still up?")

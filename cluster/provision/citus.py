@@ -1,0 +1,184 @@
+"""Citus metadata: the extension, node registration, the application role, shard placement.
+
+Patroni's Citus mode already registers each worker group's leader (and its replicas as secondaries) from the
+coordinator leader every heartbeat; here we confirm it, add what is missing, and do what Patroni does not:
+extensions, the application role, rebalancing onto new groups, draining groups before they go.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from cluster.provision.target import ClusterTarget
+
+log = logging.getLogger("cluster.provision")
+
+
+class ProvisionError(RuntimeError):
+    """A provisioning step cannot go on; the message says what was expected, found, and what to do."""
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    nodeid: int
+    group: int
+    host: str
+    port: int
+    role: str
+    active: bool
+    should_have_shards: bool
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+
+
+def require_citus(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()
+    if row is None:
+        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'citus'").fetchone()
+        where = "is installed but not created" if available else "is not installed in this PostgreSQL"
+        raise ProvisionError(
+            f"the citus extension {where}: expected Citus on the coordinator (Patroni's Citus mode creates it). "
+            "Use the project's image (citusdata/citus based) or install Citus."
+        )
+    return str(row[0])
+
+
+def nodes(conn: psycopg.Connection) -> list[NodeRow]:
+    rows = conn.execute(
+        "SELECT nodeid, groupid, nodename, nodeport, noderole::text, isactive, shouldhaveshards "
+        "FROM pg_dist_node ORDER BY groupid, nodeid"
+    ).fetchall()
+    return [NodeRow(*row) for row in rows]
+
+
+def primaries(conn: psycopg.Connection) -> dict[int, NodeRow]:
+    return {row.group: row for row in nodes(conn) if row.role == "primary"}
+
+
+def register(
+    conn: psycopg.Connection, target: ClusterTarget, leaders: dict[int, str], grace: float = 30.0
+) -> list[str]:
+    """Make pg_dist_node hold every group's current leader; returns what this call had to add or fix.
+
+    Patroni registers on its own heartbeat, so give it `grace` seconds before stepping in: two writers
+    adding the same node at once would collide.
+    """
+    expected = {g: next(m for m in target.members if m.name == name) for g, name in leaders.items()}
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _mismatches(conn, expected):
+        time.sleep(1)
+    changes = []
+    for group, member in expected.items():
+        row = primaries(conn).get(group)
+        if row is not None and (row.host, row.port) == (member.host, member.port):
+            continue
+        if group == 0:
+            conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (member.host, member.port))
+        elif row is None:
+            conn.execute("SELECT citus_add_node(%s, %s, groupid => %s)", (member.host, member.port, group))
+        else:
+            conn.execute("SELECT citus_update_node(%s, %s, %s)", (row.nodeid, member.host, member.port))
+        changes.append(f"group {group}: registered {member.name} ({member.host}:{member.port})")
+    for change in changes:
+        log.info(change)
+    return changes
+
+
+def _mismatches(conn: psycopg.Connection, expected: dict) -> list[int]:
+    current = primaries(conn)
+    return [
+        g for g, m in expected.items() if g not in current or (current[g].host, current[g].port) != (m.host, m.port)
+    ]
+
+
+def ensure_extensions(conn: psycopg.Connection, target: ClusterTarget) -> None:
+    """PostGIS on the coordinator; Citus propagates CREATE EXTENSION to every worker."""
+    conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    missing = conn.execute(
+        "SELECT nodename, nodeport FROM run_command_on_workers("
+        "$$SELECT count(*) FROM pg_extension WHERE extname = 'postgis'$$) WHERE result <> '1'"
+    ).fetchall()
+    if missing:
+        raise ProvisionError(f"postgis is missing on workers {missing}; check that the image installs PostGIS")
+
+
+def ensure_app_role(conn: psycopg.Connection, target: ClusterTarget) -> None:
+    """A login role for applications (not a superuser); Citus propagates roles and grants to workers."""
+    role, password = sql.Identifier(target.app_user), sql.Literal(target.app_password)
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (target.app_user,)).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    conn.execute(sql.SQL(f"{verb} ROLE {{}} LOGIN PASSWORD {{}}").format(role, password))
+    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(target.database), role))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+    conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(role))
+    conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
+
+
+def shard_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Shard placements per node (host:port), for outputs and checks."""
+    rows = conn.execute(
+        "SELECT nodename || ':' || nodeport, count(*) FROM citus_shards GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    return {str(node): int(count) for node, count in rows}
+
+
+def rebalance(conn: psycopg.Connection, mode: str, timeout: float = 1800.0) -> str:
+    """Spread shards over every node that should have them; wait, logging progress."""
+    job = conn.execute(
+        "SELECT citus_rebalance_start(shard_transfer_mode => %s::citus.shard_transfer_mode)", (mode,)
+    ).fetchone()
+    if job is None or job[0] is None:
+        return "nothing to move"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state, details = conn.execute("SELECT state::text, details FROM citus_rebalance_status()").fetchone()
+        if state in ("finished", "failed", "cancelled"):
+            if state != "finished":
+                raise ProvisionError(f"rebalance job {job[0]} {state}: {details}")
+            return f"rebalance job {job[0]} finished"
+        log.info("rebalance job %s %s: %s", job[0], state, (details or {}).get("tasks"))
+        time.sleep(2)
+    raise ProvisionError(f"rebalance job {job[0]} still running after {timeout:.0f} s; see citus_rebalance_status()")
+
+
+def drain_group(conn: psycopg.Connection, group: int, mode: str) -> int:
+    """Move every shard off `group` to the other groups; returns how many placements it held."""
+    remaining_groups = {row.group for row in nodes(conn) if row.group not in (0, group) and row.role == "primary"}
+    if not remaining_groups:
+        raise ProvisionError(f"refusing to drain worker group {group}: it is the last worker group")
+    row = primaries(conn).get(group)
+    if row is None:
+        return 0
+    before = _placements(conn, row)
+    conn.execute(
+        "SELECT citus_drain_node(%s, %s, shard_transfer_mode => %s::citus.shard_transfer_mode)",
+        (row.host, row.port, mode),
+    )
+    left = _placements(conn, row)
+    if left:
+        raise ProvisionError(f"drain of worker group {group} left {left} shard placements; not removing it")
+    log.info("group %s drained: %s placements moved", group, before)
+    return before
+
+
+def _placements(conn: psycopg.Connection, row: NodeRow) -> int:
+    result = conn.execute("SELECT count(*) FROM pg_dist_placement WHERE groupid = %s", (row.group,)).fetchone()
+    return int(result[0]) if result else 0
+
+
+def remove_group(conn: psycopg.Connection, group: int) -> list[str]:
+    """Unregister every node of a drained group (primary and secondaries)."""
+    removed = []
+    for row in (r for r in nodes(conn) if r.group == group):
+        if row.role == "primary" and _placements(conn, row):
+            raise ProvisionError(f"worker group {group} still holds shards; drain it before removing it")
+        conn.execute("SELECT citus_remove_node(%s, %s)", (row.host, row.port))
+        removed.append(f"{row.host}:{row.port}")
+    return removed

@@ -1,0 +1,101 @@
+"""Pulumi dynamic providers: thin wrappers that call the provisioning module.
+
+They run inside Pulumi's language host on the user's machine and reach the cluster through published ports
+only. They are pickled by Pulumi (dill), so they hold no clients and no modules: everything is imported and
+connected inside each call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pulumi import Output, ResourceOptions
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+
+
+def _target(props: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from cluster.provision.target import ClusterTarget
+
+    return ClusterTarget.from_dict(props["target"])
+
+
+def _migrations(props: dict[str, Any]) -> list:
+    from cluster.provision.migrations import Migration
+
+    return [Migration(m["name"], m["sql"]) for m in props.get("migrations", [])]
+
+
+def _groups(props: dict[str, Any]) -> set[int]:
+    return {int(m["group"]) for m in props["target"]["members"] if int(m["group"]) != 0}
+
+
+def _checksums(props: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m["checksum"] for m in props.get("migrations", [])}
+
+
+class ProvisioningProvider(ResourceProvider):
+    """Health gate, Citus registration, extensions and roles, schema, rebalance: on create and update."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        from cluster.provision import provision
+
+        result = provision(_target(props), _migrations(props))
+        return CreateResult(id_="citus-provisioning", outs={**props, **result.outputs()})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = []
+        if _groups(olds) != _groups(news) or olds["target"]["members"] != news["target"]["members"]:
+            changed.append("target")
+        if _checksums(olds) != _checksums(news):
+            changed.append("migrations")
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        from cluster.provision import drain, provision
+
+        target = _target(news)
+        leaving = sorted(_groups(olds) - _groups(news))
+        if leaving:
+            # Shards leave before the members do: Pulumi deletes the removed containers after this update.
+            drain(_target(olds), leaving)
+        arriving = bool(_groups(news) - _groups(olds))
+        result = provision(target, _migrations(news), rebalance=arriving)
+        return UpdateResult(outs={**news, **result.outputs()})
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Destroying the cluster removes its containers and volumes; no SQL is worth running first."""
+
+
+class WorkerGroupProvider(ResourceProvider):
+    """One per worker group. The group's containers depend on it, so Pulumi deletes it *after* them: the
+    moment to unregister the (already drained) group from pg_dist_node for good."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=f"worker-group-{props['group']}", outs=props)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        from cluster.provision import retire
+
+        if props.get("cluster_destroyed"):
+            return
+        retire(_target(props), [int(props["group"])])
+
+
+class Provisioning(Resource):
+    """The cluster's provisioning state: registered nodes, applied migrations, shards per node."""
+
+    citus_version: Output[str]
+    nodes: Output[list]
+    migrations: Output[list]
+    shard_counts: Output[dict]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: ResourceOptions | None = None) -> None:
+        outputs = {"citus_version": None, "nodes": None, "shard_counts": None}
+        super().__init__(ProvisioningProvider(), name, {**outputs, **props}, opts)
+
+
+class WorkerGroup(Resource):
+    """A worker group's registration; deleted after the group's containers (see WorkerGroupProvider)."""
+
+    def __init__(self, name: str, props: dict[str, Any], opts: ResourceOptions | None = None) -> None:
+        super().__init__(WorkerGroupProvider(), name, props, opts)

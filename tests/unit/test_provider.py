@@ -1,0 +1,54 @@
+"""The dynamic providers stay picklable and decide correctly what a change means (no cluster needed)."""
+
+from __future__ import annotations
+
+import dill
+
+from cluster.config import load_config
+from cluster.plan import build_plan
+from cluster.provision.provider import ProvisioningProvider, WorkerGroupProvider
+from cluster.provision.target import ClusterTarget, target_from_plan
+
+
+def props(groups: int, migrations: dict[str, str] | None = None) -> dict:
+    plan = build_plan(load_config({"workers": {"groups": groups}}).config)
+    target = target_from_plan(plan, "su pw", "app-pw")
+    return {
+        "target": target.to_dict(),
+        "migrations": [{"name": n, "checksum": c, "sql": "--"} for n, c in (migrations or {}).items()],
+    }
+
+
+def test_providers_pickle_with_dill_and_come_back_working() -> None:
+    for provider in (ProvisioningProvider(), WorkerGroupProvider()):
+        clone = dill.loads(dill.dumps(provider, recurse=True))
+        assert type(clone).__name__ == type(provider).__name__
+    clone = dill.loads(dill.dumps(ProvisioningProvider(), recurse=True))
+    assert clone.diff("id", props(3), props(4)).changes
+
+
+def test_diff_sees_added_and_removed_groups() -> None:
+    provider = ProvisioningProvider()
+    assert provider.diff("id", props(3), props(4)).changes
+    assert provider.diff("id", props(3), props(2)).changes
+    assert not provider.diff("id", props(3), props(3)).changes
+    assert provider.diff("id", props(3), props(4)).replaces == []
+
+
+def test_diff_sees_schema_changes_by_checksum() -> None:
+    provider = ProvisioningProvider()
+    old = props(3, {"010_a.sql": "aaa"})
+    assert not provider.diff("id", old, props(3, {"010_a.sql": "aaa"})).changes
+    assert provider.diff("id", old, props(3, {"010_a.sql": "bbb"})).changes
+    assert provider.diff("id", old, props(3, {"010_a.sql": "aaa", "020_b.sql": "c"})).changes
+
+
+def test_target_round_trips_and_hides_secrets_from_repr() -> None:
+    target = target_from_plan(build_plan(load_config({}).config), "s3cret/pw", "app-pw")
+    assert ClusterTarget.from_dict(target.to_dict()) == target
+    assert "s3cret" not in repr(target) and "app-pw" not in repr(target)
+    assert target.rw_dsn == "postgresql://postgres:s3cret%2Fpw@127.0.0.1:5432/citus"
+    worker = target.members_of(2)[0]
+    assert (worker.host, worker.port) == ("citus-worker2-0", 5432)  # what Citus registers, in-cluster
+    assert worker.dsn.endswith("@127.0.0.1:15436/citus")  # what provisioning dials, published
+    assert target.worker_groups == [1, 2, 3]
