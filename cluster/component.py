@@ -20,6 +20,7 @@ from cluster.plan import (
     DOCKER_DATA_MOUNT,
     ETCD_DATA_MOUNT,
     PATRONI_VENV,
+    SUPERUSER,
     EtcdMember,
     Member,
     Plan,
@@ -62,6 +63,7 @@ class CitusCluster(pulumi.ComponentResource):
 
     rw_dsn: pulumi.Output[str]
     ro_dsn: pulumi.Output[str]
+    app_dsn: pulumi.Output[str]
     haproxy_stats_url: pulumi.Output[str]
     nodes: pulumi.Output[list]
     image: pulumi.Output[str]
@@ -290,13 +292,17 @@ class CitusCluster(pulumi.ComponentResource):
             opts=self._opts(depends_on=self.members),
         )
 
-    def _dsn(self, role: Literal["read-write", "read-only"]) -> pulumi.Output[str]:
-        return pulumi.Output.secret(self.passwords.superuser.apply(lambda pw: self._plan.dsn(role, pw)))
+    def _dsn(self, role: Literal["read-write", "read-only"], app: bool = False) -> pulumi.Output[str]:
+        password, user = (
+            (self.passwords.app, self._plan.config.citus.app_user) if app else (self.passwords.superuser, SUPERUSER)
+        )
+        return pulumi.Output.secret(password.apply(lambda pw: self._plan.dsn(role, pw, user)))
 
     def _outputs(self) -> None:
         plan = self._plan
         self.rw_dsn = self._dsn("read-write")
         self.ro_dsn = self._dsn("read-only")
+        self.app_dsn = self._dsn("read-write", app=True)
         self.haproxy_stats_url = pulumi.Output.from_input(plan.stats_url)
         self.nodes = pulumi.Output.from_input(plan.node_summaries())
         self.image = self.node_image.image_name
@@ -304,6 +310,7 @@ class CitusCluster(pulumi.ComponentResource):
             {
                 "rw_dsn": self.rw_dsn,
                 "ro_dsn": self.ro_dsn,
+                "app_dsn": self.app_dsn,
                 "haproxy_stats_url": self.haproxy_stats_url,
                 "nodes": self.nodes,
                 "image": self.image,

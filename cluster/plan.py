@@ -122,10 +122,10 @@ class Plan:
         """Patroni cluster name; Citus mode requires the same scope for every group."""
         return self.config.name
 
-    def dsn(self, role: Literal["read-write", "read-only"], password: str) -> str:
-        """The URL a client on the user's machine uses to reach HAProxy's `role` listener as superuser."""
+    def dsn(self, role: Literal["read-write", "read-only"], password: str, user: str = SUPERUSER) -> str:
+        """The URL a client on the user's machine uses to reach HAProxy's `role` listener."""
         port, database = self.balancer.published[role], self.config.citus.database
-        return f"postgresql://{SUPERUSER}:{quote(password, safe='')}@{self.client_host}:{port}/{database}"
+        return f"postgresql://{user}:{quote(password, safe='')}@{self.client_host}:{port}/{database}"
 
     @property
     def stats_url(self) -> str:

@@ -33,6 +33,7 @@ def run() -> CitusCluster:
     cluster = CitusCluster("cluster", build_plan(loaded.config), supplied, build_dir(pulumi.get_stack()), migrations)
     pulumi.export("rw_dsn", cluster.rw_dsn)
     pulumi.export("ro_dsn", cluster.ro_dsn)
+    pulumi.export("app_dsn", cluster.app_dsn)
     pulumi.export("haproxy_stats_url", cluster.haproxy_stats_url)
     pulumi.export("nodes", cluster.nodes)
     pulumi.export("image", cluster.image)

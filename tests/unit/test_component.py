@@ -95,7 +95,8 @@ def test_public_bind_only_when_opted_in(tmp_path: Path) -> None:
 
 
 def test_dsn_outputs_are_secret_and_other_outputs_are_plain(dev: Deployment) -> None:
-    assert dev.secret_outputs == {"rw_dsn", "ro_dsn"}
+    assert dev.secret_outputs == {"rw_dsn", "ro_dsn", "app_dsn"}
+    assert dev.outputs["app_dsn"] == "postgresql://app:generated-appPassword@127.0.0.1:5432/citus"
     assert dev.outputs["rw_dsn"].endswith("@127.0.0.1:5432/citus")
     assert dev.outputs["ro_dsn"].endswith("@127.0.0.1:5433/citus")
     assert dev.outputs["haproxy_stats_url"] == "http://127.0.0.1:7000/"
