@@ -8,7 +8,7 @@ so both consumers run the very same files.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 from urllib.parse import quote, urlsplit
@@ -210,28 +210,42 @@ class DockerLayout:
         return configured
 
 
+class PortBook:
+    """Which local port each listener (`name/role`) got; new listeners draw from `free`.
+
+    The harness keeps the book across plans (it is saved in its state file), so a member keeps its ports
+    when the plan grows or shrinks around it, just as a container keeps its name.
+    """
+
+    def __init__(self, assigned: Mapping[str, int] | None = None, free: Iterable[int] = ()) -> None:
+        self.assigned: dict[str, int] = dict(assigned or {})
+        self._free = iter(free)
+
+    def port(self, name: str, role: str) -> int:
+        key = f"{name}/{role}"
+        if key not in self.assigned:
+            taken = set(self.assigned.values())
+            port = next((p for p in self._free if p not in taken), None)
+            if port is None:
+                raise ValueError(f"no free port left for {key}; give the PortBook more (see ports_needed())")
+            self.assigned[key] = port
+        return self.assigned[key]
+
+
 @dataclass(frozen=True)
 class LocalLayout:
     """Members are processes on 127.0.0.1 under `base_dir`, each listener on its own port from `ports`."""
 
     base_dir: str
-    ports: tuple[int, ...]
+    ports: PortBook
     local_bin_dir: str
     kind: Literal["docker", "local"] = "local"
-    _next: Iterator[int] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_next", iter(self.ports))
 
     def bin_dir(self, postgres_major: int) -> str:
         return self.local_bin_dir
 
     def endpoint(self, name: str, role: str) -> Endpoint:
-        try:
-            port = next(self._next)
-        except StopIteration:
-            raise ValueError(f"LocalLayout ran out of ports at {name}/{role}; see ports_needed()") from None
-        return Endpoint(host="127.0.0.1", port=port, listen="127.0.0.1")
+        return Endpoint(host="127.0.0.1", port=self.ports.port(name, role), listen="127.0.0.1")
 
     def member_dirs(self, name: str) -> tuple[str, str]:
         return f"{self.base_dir}/{name}/data", f"{self.base_dir}/{name}/patroni"

@@ -6,7 +6,7 @@ import yaml
 
 from cluster.config import load_config
 from cluster.config.versions import citus_image_tag
-from cluster.plan import LocalLayout, build_plan, ports_needed
+from cluster.plan import LocalLayout, PortBook, build_plan, ports_needed
 from cluster.render import (
     Passwords,
     etcd_command,
@@ -44,7 +44,7 @@ def test_published_ports_follow_the_bases() -> None:
 def test_local_layout_gives_every_listener_its_own_loopback_port() -> None:
     config = load_config({}).config
     ports = tuple(range(40000, 40000 + ports_needed(config)))
-    plan = build_plan(config, LocalLayout("/tmp/h", ports, "/usr/lib/postgresql/15/bin"))
+    plan = build_plan(config, LocalLayout("/tmp/h", PortBook(free=ports), "/usr/lib/postgresql/15/bin"))
     used = [p for m in plan.members for p in (m.postgres.port, m.api.port)]
     used += [p for e in plan.etcd for p in (e.client.port, e.peer.port)]
     used += [plan.balancer.read_write.port, plan.balancer.read_only.port, plan.balancer.stats.port]
@@ -136,3 +136,17 @@ def test_etcd_command_lists_every_peer() -> None:
         "--initial-cluster=citus-etcd-0=http://citus-etcd-0:2380,citus-etcd-1=http://citus-etcd-1:2380,"
         "citus-etcd-2=http://citus-etcd-2:2380"
     ) in argv
+
+
+def test_port_book_keeps_a_members_ports_when_the_plan_grows() -> None:
+    book = PortBook(free=range(41000, 41100))
+    small = build_plan(load_config({}).config, LocalLayout("/tmp/h", book, "/usr/lib/postgresql/15/bin"))
+    grown_config = load_config({"workers": {"groups": 4}}).config
+    grown = build_plan(grown_config, LocalLayout("/tmp/h", book, "/usr/lib/postgresql/15/bin"))
+    before = {m.name: (m.postgres.port, m.api.port) for m in small.members}
+    after = {m.name: (m.postgres.port, m.api.port) for m in grown.members}
+    assert {name: after[name] for name in before} == before
+    assert grown.balancer.read_write.port == small.balancer.read_write.port
+    new_ports = {p for m in grown.groups[4] for p in (m.postgres.port, m.api.port)}
+    small_ports = {p for m in small.members for p in (m.postgres.port, m.api.port)}
+    assert len(new_ports) == 4 and not new_ports & small_ports
