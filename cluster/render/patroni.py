@@ -66,6 +66,8 @@ def patroni_config(plan: Plan, member: Member) -> dict[str, Any]:
             "data_dir": member.data_dir,
             "bin_dir": plan.bin_dir,
             "pgpass": f"{member.config_dir}/pgpass",
+            # A new replica copies its leader at once instead of waiting for a spread checkpoint (minutes).
+            "basebackup": [{"checkpoint": "fast"}],
             "authentication": {
                 "superuser": {"username": SUPERUSER},
                 "replication": {"username": REPLICATION_USER},
