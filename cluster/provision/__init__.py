@@ -17,6 +17,7 @@ from cluster.provision.citus import ProvisionError
 from cluster.provision.health import ClusterNotHealthy, check, wait_healthy
 from cluster.provision.migrations import Migration, SchemaDrift, read_migrations
 from cluster.provision.target import ClusterTarget, MemberTarget, target_from_plan
+from cluster.render.patroni import TTL
 
 __all__ = [
     "ClusterNotHealthy",
@@ -42,7 +43,8 @@ class ProvisionResult:
     citus_version: str
     nodes: list[dict] = field(default_factory=list)
     registered: list[str] = field(default_factory=list)
-    applied: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)  # every migration recorded in the cluster
+    newly_applied: list[str] = field(default_factory=list)  # the ones this run applied
     rebalance: str = "not needed"
     shard_counts: dict[str, int] = field(default_factory=dict)
 
@@ -50,7 +52,7 @@ class ProvisionResult:
         return {
             "citus_version": self.citus_version,
             "nodes": self.nodes,
-            "migrations": self.applied,
+            "applied_migrations": self.applied,
             "shard_counts": self.shard_counts,
         }
 
@@ -69,7 +71,7 @@ def provision(
         before = {row.group for row in citus.nodes(conn)}
         result.registered = citus.register(conn, target, report.leaders)
         citus.ensure_extensions(conn, target)
-        migrations.apply(conn, files)
+        result.newly_applied = migrations.apply(conn, files)
         citus.ensure_app_role(conn, target)
         _forget_stale_groups(conn, target)
         added = set(target.worker_groups) - before
@@ -102,11 +104,12 @@ def drain(target: ClusterTarget, groups: list[int]) -> dict[int, int]:
         return {g: citus.drain_group(conn, g, target.shard_transfer_mode) for g in groups}
 
 
-def retire(target: ClusterTarget, groups: list[int], settle: float = 25.0, timeout: float = 120.0) -> list[str]:
+def retire(target: ClusterTarget, groups: list[int], settle: float = 25.0, timeout: float = 180.0) -> list[str]:
     """Unregister drained groups once their members are gone.
 
     Patroni's coordinator re-adds a group for as long as the group's leader key lives in etcd (up to ttl after
-    its members stopped), so remove, wait past that, and check that nothing came back.
+    its members stopped), and may hold pg_dist_node locked after the group's leader shut down (see
+    citus.release_stale_patroni_lock); so remove, wait past that, and check that nothing came back.
     """
     deadline = time.monotonic() + timeout
     removed: list[str] = []
@@ -116,10 +119,19 @@ def retire(target: ClusterTarget, groups: list[int], settle: float = 25.0, timeo
         log.info("coordinator unreachable: the cluster is being destroyed, nothing to unregister")
         return removed
     with conn:
+        conn.execute("SET lock_timeout = '5s'")
         while time.monotonic() < deadline:
-            for group in groups:
-                removed += citus.remove_group(conn, group)
+            citus.release_stale_patroni_lock(conn, older_than=TTL)
+            try:
+                for group in groups:
+                    removed += citus.remove_group(conn, group)
+            except psycopg.errors.LockNotAvailable:
+                log.info("pg_dist_node is locked (Patroni's transaction for the stopped leader); retrying")
+                continue
             time.sleep(settle)
             if not [r for r in citus.nodes(conn) if r.group in groups]:
                 return removed
-    raise ProvisionError(f"worker groups {groups} keep reappearing in pg_dist_node; are their members still up?")
+    raise ProvisionError(
+        f"worker groups {groups} are still in pg_dist_node after {timeout:.0f} s: are their members still up? "
+        "Check with `python -m cluster provision --check`."
+    )

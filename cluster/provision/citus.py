@@ -122,9 +122,10 @@ def ensure_app_role(conn: psycopg.Connection, target: ClusterTarget) -> None:
 
 
 def shard_counts(conn: psycopg.Connection) -> dict[str, int]:
-    """Shard placements per node (host:port), for outputs and checks."""
+    """Shard placements per primary node (host:port); a group's secondaries hold the same placements."""
     rows = conn.execute(
-        "SELECT nodename || ':' || nodeport, count(*) FROM citus_shards GROUP BY 1 ORDER BY 1"
+        "SELECT n.nodename || ':' || n.nodeport, count(*) FROM pg_dist_placement p "
+        "JOIN pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary' GROUP BY 1 ORDER BY 1"
     ).fetchall()
     return {str(node): int(count) for node, count in rows}
 
@@ -171,6 +172,26 @@ def drain_group(conn: psycopg.Connection, group: int, mode: str) -> int:
 def _placements(conn: psycopg.Connection, row: NodeRow) -> int:
     result = conn.execute("SELECT count(*) FROM pg_dist_placement WHERE groupid = %s", (row.group,)).fetchone()
     return int(result[0]) if result else 0
+
+
+def release_stale_patroni_lock(conn: psycopg.Connection, older_than: float) -> list[int]:
+    """End Patroni's pg_dist_node transaction when it outlived its own deadline; returns the ended backends.
+
+    When a worker group's leader shuts down, Patroni on the coordinator opens a transaction that locks
+    pg_dist_node until the group has a new leader, and rolls it back after ttl only if another event wakes
+    it. A group removed for good never gets a new leader, so the lock stays (measured: 13 minutes, Patroni
+    4.1.5) and citus_remove_node waits behind it. Past ttl Patroni would roll back itself; we do it for it.
+    """
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'Patroni citus' "
+        "AND state = 'idle in transaction' AND query LIKE '%%citus_update_node%%' "
+        "AND now() - state_change > make_interval(secs => %s)",
+        (older_than,),
+    ).fetchall()
+    ended = [int(pid) for (pid,) in rows if conn.execute("SELECT pg_terminate_backend(%s::int)", (pid,)).fetchone()[0]]
+    if ended:
+        log.warning("ended Patroni's stale pg_dist_node transaction (backend %s) held past ttl", ended)
+    return ended
 
 
 def remove_group(conn: psycopg.Connection, group: int) -> list[str]:

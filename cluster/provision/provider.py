@@ -86,11 +86,11 @@ class Provisioning(Resource):
 
     citus_version: Output[str]
     nodes: Output[list]
-    migrations: Output[list]
+    applied_migrations: Output[list]
     shard_counts: Output[dict]
 
     def __init__(self, name: str, props: dict[str, Any], opts: ResourceOptions | None = None) -> None:
-        outputs = {"citus_version": None, "nodes": None, "shard_counts": None}
+        outputs = {"citus_version": None, "nodes": None, "applied_migrations": None, "shard_counts": None}
         super().__init__(ProvisioningProvider(), name, {**outputs, **props}, opts)
 
 
