@@ -1,0 +1,411 @@
+"""The cluster the containers would run, as real processes on 127.0.0.1: etcd, Patroni + PostgreSQL, HAProxy.
+
+Every file comes from the product's renderers (`render_files`, `render_patroni_secrets`, `etcd_command`) over a
+plan built with a LocalLayout; the harness only writes them into a directory and starts the programs. Two
+departures, both forced by this machine rather than chosen: servers run as `postgres` (PostgreSQL refuses
+root), and without the citus extension Patroni runs without its `citus:` section, each group as its own
+Patroni cluster, so the non-Citus tests still run on the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+
+from cluster.config import ClusterConfig, load_config
+from cluster.plan import LocalLayout, Member, Plan, PortBook, build_plan
+from cluster.provision.target import ClusterTarget, target_from_plan
+from cluster.render import SECRETS_FILE, Passwords, etcd_command, render_files, render_patroni_secrets
+from cluster.render.haproxy import STATS_PASSWORD_ENV
+from tests.harness import processes
+from tests.harness.processes import HarnessError, Proc
+
+STATE_FILE = "state.json"
+STARTUP_TIMEOUT = 180.0
+
+# A laptop-sized default: one etcd, a coordinator pair and two worker pairs.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "name": "h",
+    "etcd": {"members": 1},
+    "coordinator": {"members": 2},
+    "workers": {"groups": 2, "members": 2},
+    "citus": {"shardCount": 8},
+    "postgresql": {"parameters": {"shared_buffers": "64MB", "fsync": "off", "max_connections": 100}},
+}
+
+
+def local_postgres() -> tuple[int, str]:
+    """The newest PostgreSQL installed from Debian's packages: (major, bin dir)."""
+    found = sorted(
+        (int(p.parent.name), str(p)) for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "postgres").exists()
+    )
+    if not found:
+        raise HarnessError("no PostgreSQL server under /usr/lib/postgresql; install postgresql-15 (see .ci/run)")
+    return found[-1]
+
+
+def citus_missing(major: int) -> str | None:
+    """Why Citus tests cannot run here, or None when the extension is installed."""
+    control = Path(f"/usr/share/postgresql/{major}/extension/citus.control")
+    if control.exists():
+        return None
+    return f"the citus extension is not installed for PostgreSQL {major} ({control} missing; see ../shared/citus)"
+
+
+def installed_citus_line(major: int) -> str:
+    """'13.2' from the control file's default_version '13.2-1' (the patch level shows in citus_version())."""
+    text = Path(f"/usr/share/postgresql/{major}/extension/citus.control").read_text()
+    version = next(line.split("=")[1].strip(" '\"") for line in text.splitlines() if "default_version" in line)
+    return version.split("-")[0]
+
+
+def harness_config(overrides: dict[str, Any] | None = None) -> ClusterConfig:
+    """DEFAULT_CONFIG with `overrides` merged in, pinned to the local PostgreSQL (and Citus) versions."""
+    raw = _merge(DEFAULT_CONFIG, overrides or {})
+    major, _ = local_postgres()
+    versions = raw.setdefault("versions", {})
+    versions["postgres"] = major
+    if citus_missing(major) is None:
+        versions["citus"] = f"{installed_citus_line(major)}.0"  # the line decides compatibility
+    return load_config(raw).config
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = json.loads(json.dumps(base))
+    for key, value in extra.items():
+        merged[key] = _merge(merged.get(key, {}), value) if isinstance(value, dict) else value
+    return merged
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports nobody listens on right now (the kernel picks them)."""
+    import socket
+
+    sockets, ports = [], []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in sockets:
+            s.close()
+    return ports
+
+
+class Harness:
+    """One cluster under `base_dir`; its state file lets another process (the CLI's `down`) take it over."""
+
+    def __init__(self, base_dir: Path, config: ClusterConfig, passwords: Passwords, ports: dict[str, int]) -> None:
+        self.base_dir = base_dir
+        self.config = config
+        self.passwords = passwords
+        self.book = PortBook(ports, free=())
+        self.procs: dict[str, Proc] = {}
+        major, self.bin_dir = local_postgres()
+        self.citus_reason = citus_missing(major)
+        self.plan = self._plan()
+
+    # ---- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, config: ClusterConfig | None = None, base_dir: Path | None = None) -> Harness:
+        config = config or harness_config()
+        base_dir = Path(base_dir or tempfile.mkdtemp(prefix="citus-harness-"))
+        base_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(base_dir, 0o700)
+        roles = ("superuser", "replication", "restapi", "stats", "app")
+        pw = Passwords(**{role: secrets.token_urlsafe(18) for role in roles})
+        return cls(base_dir, config, pw, ports={})
+
+    @classmethod
+    def load(cls, base_dir: Path) -> Harness:
+        state = json.loads((Path(base_dir) / STATE_FILE).read_text())
+        config = load_config(state["config"]).config
+        harness = cls(Path(base_dir), config, Passwords(**state["passwords"]), state["ports"])
+        harness.procs = {name: Proc(**p) for name, p in state["processes"].items()}
+        return harness
+
+    def _plan(self) -> Plan:
+        self.book._free = iter(free_ports(64))  # more than any growth step needs; unused ones are never bound
+        return build_plan(self.config, LocalLayout(str(self.base_dir), self.book, self.bin_dir))
+
+    @property
+    def citus(self) -> bool:
+        return self.citus_reason is None
+
+    # ---- outputs ------------------------------------------------------------------------------------------
+    @property
+    def target(self) -> ClusterTarget:
+        return target_from_plan(self.plan, self.passwords.superuser, self.passwords.app)
+
+    def dsn(self, role: str = "read-write", database: str | None = None) -> str:
+        dsn = self.plan.dsn(role, self.passwords.superuser)  # type: ignore[arg-type]
+        return dsn if database is None else dsn.rsplit("/", 1)[0] + f"/{database}"
+
+    def member(self, name: str) -> Member:
+        return next(m for m in self.plan.members if m.name == name)
+
+    def member_dsn(self, name: str) -> str:
+        return next(t.dsn for t in self.target.members if t.name == name)
+
+    def patroni_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.member(name).api.port}"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "dir": str(self.base_dir),
+            "citus": self.citus,
+            "citus_missing": self.citus_reason,
+            "rw_dsn": self.dsn("read-write"),
+            "ro_dsn": self.dsn("read-only"),
+            "stats_url": self.plan.stats_url,
+            "patroni": {m.name: self.patroni_url(m.name) for m in self.plan.members},
+            "pids": {name: p.pid for name, p in self.procs.items()},
+        }
+
+    def save(self) -> None:
+        state = {
+            "config": self.config.model_dump(mode="json", by_alias=True),
+            "ports": self.book.assigned,
+            "passwords": asdict(self.passwords),
+            "processes": {name: asdict(p) for name, p in self.procs.items()},
+            "target": self.target.to_dict(),
+            **self.info(),
+        }
+        path = self.base_dir / STATE_FILE
+        path.write_text(json.dumps(state, indent=2))
+        os.chmod(path, 0o600)  # it holds the cluster's passwords
+
+    # ---- files --------------------------------------------------------------------------------------------
+    def write_files(self) -> None:
+        """The rendered files, where the plan says each process finds them."""
+        files = render_files(self.plan)
+        secrets_text = render_patroni_secrets(self.passwords)
+        (self.base_dir / "logs").mkdir(exist_ok=True)
+        for member in self.plan.members:
+            config_dir = Path(member.config_dir)
+            config_dir.mkdir(parents=True, exist_ok=True)
+            text = files[f"patroni/{member.name}/10-patroni.yml"]
+            (config_dir / "10-patroni.yml").write_text(self._adapt_patroni(text, member))
+            secret = config_dir / SECRETS_FILE
+            secret.write_text(secrets_text)
+            os.chmod(secret, 0o600)
+        Path(self.plan.balancer.config_path).write_text(files["haproxy.cfg"])
+        for e in self.plan.etcd:
+            Path(e.data_dir).parent.mkdir(parents=True, exist_ok=True)
+        processes.give_to_server_user(self.base_dir)
+
+    def _adapt_patroni(self, text: str, member: Member) -> str:
+        """Without Citus: drop Patroni's `citus:` section and give each group its own Patroni cluster."""
+        if self.citus:
+            return text
+        doc = yaml.safe_load(text)
+        doc.pop("citus", None)
+        doc["scope"] = f"{doc['scope']}-group{member.group}"
+        header = f"# {member.name}: rendered file minus `citus:` (harness without the citus extension)\n"
+        return header + yaml.safe_dump(doc, sort_keys=False)
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+    def up(self, timeout: float = STARTUP_TIMEOUT) -> Harness:
+        """Start everything and wait until it serves; on any failure stop what was started and raise."""
+        try:
+            self.write_files()
+            self.save()
+            self._start_etcd(timeout)
+            self._start_members([m for m in self.plan.members], timeout)
+            self._start_haproxy(timeout)
+        except BaseException:
+            self.down(remove=False)
+            raise
+        return self
+
+    def down(self, remove: bool = True) -> None:
+        """Stop every process this harness started (members first, etcd last), then delete the directory."""
+        etcd = {e.name for e in self.plan.etcd}
+        self._stop_procs([name for name in self.procs if name not in etcd])
+        self._stop_procs([name for name in self.procs if name in etcd])
+        if remove:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+        else:
+            self.save()
+
+    def _start_etcd(self, timeout: float) -> None:
+        binary = processes.require_binary("etcd", "install etcd-server (see .ci/run)")
+        for e in self.plan.etcd:
+            self._spawn(Proc(e.name, etcd_command(self.plan, e, binary), self._log(e.name)))
+        for e in self.plan.etcd:
+            self._wait(e.name, lambda e=e: _http_json(f"http://{e.client.address}/health").get("health") == "true",
+                       timeout, "etcd /health to answer true")
+
+    def _start_members(self, members: list[Member], timeout: float) -> None:
+        """Intended leaders first, so each group bootstraps where the plan says; then the replicas."""
+        patroni = str(Path(sys.executable).parent / "patroni")
+        processes.check_reachable(patroni)
+        leaders = [m for m in members if m.index == 0]
+        for batch, role in ((leaders, "primary"), ([m for m in members if m.index > 0], "replica")):
+            for m in batch:
+                self._spawn(Proc(m.name, [patroni, m.config_dir], self._log(m.name)))
+            for m in batch:
+                self.wait_member(m.name, role, timeout)
+            if role == "primary" and not self.citus:
+                self._create_database(batch)
+
+    def _create_database(self, leaders: list[Member]) -> None:
+        """Patroni's Citus mode creates the database; plain Patroni does not, so do it here."""
+        database = self.config.citus.database
+        for m in leaders:
+            with psycopg.connect(self.member_dsn(m.name).rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
+                    conn.execute(f'CREATE DATABASE "{database}"')
+
+    def _start_haproxy(self, timeout: float) -> None:
+        binary = processes.require_binary("haproxy", "install haproxy (see .ci/run)")
+        b = self.plan.balancer
+        self._spawn(Proc(b.name, [binary, "-f", b.config_path, "-db"], self._log(b.name)),
+                    env={STATS_PASSWORD_ENV: self.passwords.stats})
+        for role in ("read-write", "read-only"):
+            self._wait(b.name, lambda role=role: _can_query(self.dsn(role)), timeout, f"SELECT 1 through {role}")
+
+    # ---- member operations (drills and scaling) ----------------------------------------------------------
+    def wait_member(self, name: str, role: str | None = None, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Until Patroni reports the member running (as `role`, if given)."""
+        def ready() -> bool:
+            status = _http_json(f"{self.patroni_url(name)}/patroni")
+            running = status.get("state") in ("running", "streaming")
+            return running and (role is None or _role(status) == role)
+
+        self._wait(name, ready, timeout, f"Patroni to report it running{f' as {role}' if role else ''}")
+
+    def role_of(self, name: str) -> str | None:
+        return _role(_http_json(f"{self.patroni_url(name)}/patroni")) or None
+
+    def leader(self, group: int) -> str:
+        found = [m.name for m in self.plan.groups[group] if self.role_of(m.name) == "primary"]
+        if len(found) != 1:
+            raise HarnessError(f"group {group} has {len(found)} leaders: {found}")
+        return found[0]
+
+    def postmaster_pid(self, name: str) -> int:
+        try:
+            return int((Path(self.member(name).data_dir) / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def kill_member(self, name: str) -> None:
+        """What `docker kill` does to a member container: Patroni and PostgreSQL die at once, no cleanup."""
+        import signal
+
+        postmaster = self.postmaster_pid(name)
+        processes.signal_group(self.procs[name].pid, signal.SIGKILL)
+        processes.signal_group(postmaster, signal.SIGKILL)  # Patroni starts the postmaster in its own session
+        processes.wait_for(lambda: not self.procs[name].alive() and not processes.pid_alive(postmaster), 10)
+
+    def kill_postgres(self, name: str) -> None:
+        """A PostgreSQL crash under a live Patroni."""
+        import signal
+
+        processes.signal_group(self.postmaster_pid(name), signal.SIGKILL)
+
+    def stop_member(self, name: str) -> None:
+        self._stop_proc(name)
+
+    def start_member(self, name: str) -> None:
+        member = self.member(name)
+        self._spawn(Proc(name, [str(Path(sys.executable).parent / "patroni"), member.config_dir], self._log(name)))
+
+    def stop_haproxy(self) -> None:
+        self._stop_proc(self.plan.balancer.name)
+
+    def start_haproxy(self, timeout: float = 30.0) -> None:
+        self._start_haproxy(timeout)
+
+    def add_group(self, timeout: float = STARTUP_TIMEOUT) -> int:
+        """One more worker group, started like the rest; returns its Citus group id."""
+        raw = self.config.model_dump(mode="json", by_alias=True)
+        raw["workers"]["groups"] += 1
+        self.config = load_config(raw).config
+        self.plan = self._plan()
+        group = len(self.plan.groups) - 1
+        self.write_files()
+        self._start_members(list(self.plan.groups[group]), timeout)
+        self.save()
+        return group
+
+    def remove_last_group(self) -> list[str]:
+        """Stop the highest worker group's members (drain it first!) and take it out of the plan."""
+        group = len(self.plan.groups) - 1
+        names = [m.name for m in sorted(self.plan.groups[group], key=lambda m: -m.index)]
+        for name in names:  # replicas first, so the leader's shutdown does not wait for a sync standby
+            self._stop_proc(name)
+        raw = self.config.model_dump(mode="json", by_alias=True)
+        raw["workers"]["groups"] -= 1
+        self.config = load_config(raw).config
+        self.plan = self._plan()
+        self.save()
+        return names
+
+    # ---- internals ----------------------------------------------------------------------------------------
+    def _log(self, name: str) -> str:
+        return str(self.base_dir / "logs" / f"{name}.log")
+
+    def _spawn(self, proc: Proc, env: dict[str, str] | None = None) -> None:
+        Path(proc.log).touch()
+        processes.give_to_server_user(Path(proc.log))
+        self.procs[proc.name] = processes.start(proc, env=env, cwd=str(self.base_dir))
+        self.save()
+
+    def _stop_proc(self, name: str) -> None:
+        self._stop_procs([name])
+
+    def _stop_procs(self, names: list[str]) -> None:
+        """Stop `names` together; a postmaster whose Patroni died without stopping it is stopped too."""
+        members = {m.name for m in self.plan.members}
+        postmasters = [self.postmaster_pid(n) for n in names if n in members]
+        processes.stop(*(self.procs[n].pid for n in names if n in self.procs))
+        processes.stop(*(pid for pid in postmasters if pid))
+
+    def _wait(self, name: str, condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+        proc = self.procs.get(name)
+
+        def check() -> bool:
+            if proc is not None and not proc.alive():
+                raise HarnessError(f"{name} exited while waiting for {what}; last log lines:\n{proc.tail()}")
+            try:
+                return bool(condition())
+            except (OSError, psycopg.Error, ValueError):
+                return False
+
+        if not processes.wait_for(check, timeout, interval=0.3):
+            tail = proc.tail() if proc else ""
+            raise HarnessError(f"{name}: no {what} after {timeout:.0f} s; last log lines of {name}:\n{tail}")
+
+
+def _role(status: dict[str, Any]) -> str:
+    role = status.get("role", "")
+    return "primary" if role in ("primary", "master") else role
+
+
+def _http_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:  # Patroni answers 503 with a JSON body for non-matching roles
+        return json.loads(exc.read() or b"{}")
+
+
+def _can_query(dsn: str) -> bool:
+    with psycopg.connect(dsn, connect_timeout=2) as conn:
+        return conn.execute("SELECT 1").fetchone() == (1,)

@@ -1,0 +1,164 @@
+"""Starting, signalling and waiting for the harness's server processes. The only place that forks.
+
+PostgreSQL refuses to run as root, so when the harness runs as root every server runs as the `postgres`
+OS user (set in the child itself, so the PID we record is the server's and not a wrapper's).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+RUN_AS = "postgres"
+
+
+class HarnessError(RuntimeError):
+    """The harness could not bring something up; the message says what, and where its log is."""
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    log: str
+    pid: int = 0
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = Path(self.log).read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+
+def server_user() -> pwd.struct_passwd | None:
+    """The user servers run as: `postgres` when we are root, else ourselves (None)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(RUN_AS)
+    except KeyError:
+        raise HarnessError(f"running as root but there is no '{RUN_AS}' user; install postgresql") from None
+
+
+def give_to_server_user(path: Path) -> None:
+    """Make `path` (recursively) owned by the server user, private to it."""
+    user = server_user()
+    if user is None:
+        return
+    for root, dirs, files in os.walk(path):
+        for entry in [root, *(os.path.join(root, d) for d in dirs), *(os.path.join(root, f) for f in files)]:
+            os.chown(entry, user.pw_uid, user.pw_gid)
+
+
+def check_reachable(path: str) -> None:
+    """The server user must be able to execute `path` (e.g. the venv's patroni); say how to fix it if not."""
+    user = server_user()
+    if user is None:
+        return
+    probe = subprocess.run(["runuser", "-u", RUN_AS, "--", "test", "-x", path], capture_output=True)
+    if probe.returncode != 0:
+        raise HarnessError(
+            f"'{RUN_AS}' cannot execute {path}. Servers run as '{RUN_AS}' because PostgreSQL refuses root: "
+            "create the venv with /usr/bin/python3 in a directory every user can traverse (e.g. the repo or /opt)."
+        )
+
+
+def start(proc: Proc, env: dict[str, str] | None = None, cwd: str | None = None) -> Proc:
+    user = server_user()
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    if user is not None:
+        full_env["HOME"] = user.pw_dir
+    full_env.update(env or {})
+    with open(proc.log, "ab") as log:
+        child = subprocess.Popen(
+            proc.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,  # its own process group: signals reach it and its children only
+            **({"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}),
+        )
+    proc.pid = child.pid
+    return proc
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own child not yet reaped) counts as dead.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "Z":
+            _reap(pid)
+            return False
+    except OSError:
+        return False
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the process group `pid` leads (every process here starts its own session)."""
+    if pid <= 0:
+        return
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def stop(*pids: int, timeout: float = 30.0) -> None:
+    """SIGTERM the groups together, wait, then SIGKILL: stopping never hangs and never leaves a process behind."""
+    live = [pid for pid in pids if pid_alive(pid)]
+    for pid in live:
+        signal_group(pid, signal.SIGTERM)
+    if not wait_for(lambda: not any(pid_alive(pid) for pid in live), timeout):
+        for pid in live:
+            signal_group(pid, signal.SIGKILL)
+        wait_for(lambda: not any(pid_alive(pid) for pid in live), 10)
+    for pid in live:
+        _reap(pid)
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def require_binary(name: str, hint: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise HarnessError(f"'{name}' is not on PATH: {hint}")
+    return found

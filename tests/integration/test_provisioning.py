@@ -1,0 +1,181 @@
+"""Provisioning against real processes started from the rendered files (tests/harness)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from cluster.provision import (
+    ClusterNotHealthy,
+    Migration,
+    ProvisionError,
+    SchemaDrift,
+    check,
+    drain,
+    provision,
+    read_migrations,
+    retire,
+    wait_healthy,
+)
+from cluster.provision import citus as citus_sql
+from cluster.provision import migrations as schema
+from cluster.provision.provider import ProvisioningProvider
+from tests.harness import Harness
+from tests.integration.conftest import SQL_DIR
+
+pytestmark = pytest.mark.slow
+
+SEED_INSERT = """
+INSERT INTO vehicle_locations (vehicle_id, location, recorded_at, region_code)
+SELECT (floor(random() * 10000) + 1)::int,
+       ST_SetSRID(ST_MakePoint(-74.0 + random() * 0.5, 40.7 + random() * 0.5), 4326),
+       NOW() - (random() * interval '30 days'),
+       CASE WHEN random() < 0.33 THEN 'region_north' WHEN random() < 0.66 THEN 'region_south'
+            ELSE 'region_central' END
+FROM generate_series(1, %s)
+"""
+
+
+def test_health_wait_succeeds_on_a_healthy_cluster(harness: Harness) -> None:
+    report = wait_healthy(harness.target, timeout=60)
+    assert sorted(report.leaders) == list(range(len(harness.plan.groups)))
+    assert report.problems == []
+
+
+def test_health_names_the_member_that_is_down(harness: Harness) -> None:
+    stopped = harness.plan.groups[1][1].name
+    harness.stop_member(stopped)
+    try:
+        report = check(harness.target)
+        assert [p for p in report.problems if p.startswith(f"{stopped} (group 1): Patroni REST unreachable")]
+        assert len(report.problems) == 1, report.problems
+        with pytest.raises(ClusterNotHealthy, match=stopped) as error:
+            wait_healthy(harness.target, timeout=3)
+        assert "not healthy after 3 s" in str(error.value)
+    finally:
+        harness.start_member(stopped)
+        harness.wait_member(stopped, "replica", timeout=120)
+    wait_healthy(harness.target, timeout=60)
+
+
+def test_migrations_apply_once_skip_when_applied_and_report_drift(harness: Harness) -> None:
+    """Plain PostgreSQL is enough for the bookkeeping, so this runs with or without Citus."""
+    with psycopg.connect(harness.dsn(database="postgres"), autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS migration_test")
+        admin.execute("CREATE DATABASE migration_test")
+    files = [
+        Migration("0001_table.sql", "CREATE TABLE seen (n int);\n-- a note; with a semicolon\n"),
+        Migration("0002_row.sql", "INSERT INTO seen VALUES (1); INSERT INTO seen VALUES (2);"),
+    ]
+    with psycopg.connect(harness.dsn(database="migration_test"), autocommit=True) as conn:
+        assert schema.apply(conn, files) == ["0001_table.sql", "0002_row.sql"]
+        assert schema.apply(conn, files) == []
+        assert conn.execute("SELECT count(*) FROM seen").fetchone() == (2,)
+        edited = [files[0], Migration("0002_row.sql", "INSERT INTO seen VALUES (3);")]
+        with pytest.raises(SchemaDrift, match="0002_row.sql: applied with checksum"):
+            schema.apply(conn, edited)
+        assert conn.execute("SELECT count(*) FROM seen").fetchone() == (2,)
+        broken = [*files, Migration("0003_bad.sql", "CREATE TABLE half (n int); SELECT no_such_function();")]
+        with pytest.raises(psycopg.errors.UndefinedFunction):
+            schema.apply(conn, broken)
+        assert conn.execute("SELECT to_regclass('half')").fetchone() == (None,)  # nothing half-made
+        assert "0003_bad.sql" not in schema.applied(conn)
+
+
+@pytest.mark.citus
+def test_provision_registers_every_group_and_applies_the_schema_once(harness: Harness) -> None:
+    first = provision(harness.target, read_migrations(SQL_DIR))
+    groups = {n["group"] for n in first.nodes if n["role"] == "primary"}
+    assert groups == set(range(len(harness.plan.groups)))
+    names = [m.name for m in read_migrations(SQL_DIR)]
+    assert first.applied == names
+    with citus_sql.connect(harness.dsn()) as conn:
+        row = conn.execute(
+            "SELECT citus_table_type, distribution_column, shard_count FROM citus_tables "
+            "WHERE table_name = 'vehicle_locations'::regclass"
+        ).fetchone()
+        assert row == ("distributed", "vehicle_id", harness.config.citus.shard_count)
+        secondaries = conn.execute("SELECT count(*) FROM pg_dist_node WHERE noderole = 'secondary'").fetchone()
+        assert secondaries == (len(harness.plan.members) - len(harness.plan.groups),)
+    again = provision(harness.target, read_migrations(SQL_DIR))
+    assert again.newly_applied == [] and again.applied == names and again.registered == []
+
+
+@pytest.mark.citus
+def test_an_edited_applied_file_is_drift(harness: Harness) -> None:
+    provision(harness.target, read_migrations(SQL_DIR))
+    files = read_migrations(SQL_DIR)
+    files[0] = Migration(files[0].name, files[0].sql + "\n-- edited\n")
+    with pytest.raises(SchemaDrift, match=files[0].name):
+        provision(harness.target, files)
+
+
+def rows_per_group(conn: psycopg.Connection) -> dict[int, int]:
+    rows = conn.execute(
+        "SELECT p.groupid, sum(r.result::bigint) "
+        "FROM run_command_on_shards('vehicle_locations', 'SELECT count(*) FROM %s') r "
+        "JOIN pg_dist_placement p USING (shardid) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    return {int(group): int(count) for group, count in rows}
+
+
+def total_rows(conn: psycopg.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM vehicle_locations").fetchone()[0])
+
+
+@pytest.mark.citus
+def test_rows_land_on_every_worker_group_and_survive_scale_out_and_in(harness: Harness) -> None:
+    provision(harness.target, read_migrations(SQL_DIR))
+    with citus_sql.connect(harness.dsn()) as conn:
+        conn.execute("TRUNCATE vehicle_locations")
+        conn.execute(SEED_INSERT, (100_000,))
+        spread = rows_per_group(conn)
+        assert set(spread) == set(harness.target.worker_groups) and all(spread.values()), spread
+        assert sum(spread.values()) == total_rows(conn) == 100_000
+
+    # Scale out: a new group joins; provisioning rebalances shards onto it.
+    new_group = harness.add_group()
+    grown = provision(harness.target, read_migrations(SQL_DIR), rebalance=True)
+    assert grown.rebalance.endswith("finished"), grown.rebalance
+    with citus_sql.connect(harness.dsn()) as conn:
+        spread = rows_per_group(conn)
+        assert spread.get(new_group, 0) > 0, spread
+        assert total_rows(conn) == 100_000
+
+    # Scale in: drain first, then stop the members, then unregister.
+    before = harness.target
+    with pytest.raises(ProvisionError, match="no worker group would remain"):
+        drain(before, before.worker_groups)
+    moved = drain(before, [new_group])
+    assert moved[new_group] > 0
+    harness.remove_last_group()
+    retire(harness.target, [new_group], settle=3)
+    with citus_sql.connect(harness.dsn()) as conn:
+        assert new_group not in {row.group for row in citus_sql.nodes(conn)}
+        assert new_group not in rows_per_group(conn)
+        assert total_rows(conn) == 100_000
+
+
+@pytest.mark.citus
+def test_provider_create_diff_update_against_the_cluster(harness: Harness) -> None:
+    files = read_migrations(SQL_DIR)
+    props = {
+        "target": harness.target.to_dict(),
+        "migrations": [{"name": m.name, "checksum": m.checksum, "sql": m.sql} for m in files],
+    }
+    provider = ProvisioningProvider()
+    created = provider.create(props)
+    assert created.outs["applied_migrations"] == [m.name for m in files]
+    assert {n["group"] for n in created.outs["nodes"]} == set(harness.target.groups)
+    assert sum(created.outs["shard_counts"].values()) == harness.config.citus.shard_count
+    assert not provider.diff(created.id, created.outs, props).changes
+
+    extra = Migration("9999_test_note.sql", "CREATE TABLE provider_note (n int);")
+    news = {**props, "migrations": [*props["migrations"], {"name": extra.name, "checksum": extra.checksum,
+                                                           "sql": extra.sql}]}
+    assert provider.diff(created.id, created.outs, news).changes
+    updated = provider.update(created.id, created.outs, news)
+    assert extra.name in updated.outs["applied_migrations"]
+    with citus_sql.connect(harness.dsn()) as conn:
+        conn.execute("DROP TABLE provider_note")
+        conn.execute("DELETE FROM citus_cluster_migrations WHERE name = %s", (extra.name,))
