@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--config", type=Path, help="YAML overrides of the harness defaults (stack-file shape, no prefix)")
     up.add_argument("--dir", type=Path, help="where to put data, configs, logs and state.json (default: a temp dir)")
     up.add_argument("--timeout", type=float, default=180.0)
+    up.add_argument("--no-citus", action="store_true", help="plain Patroni even where the citus extension exists")
     down = sub.add_parser("down", help="stop everything a previous `up` started and delete its directory")
     down.add_argument("--dir", type=Path, required=True)
     down.add_argument("--keep", action="store_true", help="keep the directory (data and logs)")
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             overrides = yaml.safe_load(args.config.read_text()) if args.config else {}
-            harness = Harness.create(harness_config(overrides or {}), args.dir).up(args.timeout)
+            harness = Harness.create(harness_config(overrides or {}), args.dir, citus=not args.no_citus)
+            harness.up(args.timeout)
             print(json.dumps(harness.info(), indent=2))
             return 0
         if not (args.dir / STATE_FILE).exists():

@@ -109,32 +109,38 @@ def free_ports(count: int) -> list[int]:
 class Harness:
     """One cluster under `base_dir`; its state file lets another process (the CLI's `down`) take it over."""
 
-    def __init__(self, base_dir: Path, config: ClusterConfig, passwords: Passwords, ports: dict[str, int]) -> None:
+    def __init__(
+        self, base_dir: Path, config: ClusterConfig, passwords: Passwords, ports: dict[str, int], citus: bool = True
+    ) -> None:
         self.base_dir = base_dir
         self.config = config
         self.passwords = passwords
         self.book = PortBook(ports, free=())
         self.procs: dict[str, Proc] = {}
         major, self.bin_dir = local_postgres()
-        self.citus_reason = citus_missing(major)
+        self.citus_reason = citus_missing(major) if citus else "Citus mode turned off for this harness"
         self.plan = self._plan()
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, config: ClusterConfig | None = None, base_dir: Path | None = None) -> Harness:
+    def create(
+        cls, config: ClusterConfig | None = None, base_dir: Path | None = None, citus: bool = True
+    ) -> Harness:
+        """A harness not started yet (call up()); `citus=False` runs plain Patroni even where Citus exists."""
         config = config or harness_config()
         base_dir = Path(base_dir or tempfile.mkdtemp(prefix="citus-harness-"))
         base_dir.mkdir(parents=True, exist_ok=True)
+        processes.check_reachable(str(base_dir.parent), "choose a --dir whose parents every user can traverse")
         os.chmod(base_dir, 0o700)
         roles = ("superuser", "replication", "restapi", "stats", "app")
         pw = Passwords(**{role: secrets.token_urlsafe(18) for role in roles})
-        return cls(base_dir, config, pw, ports={})
+        return cls(base_dir, config, pw, ports={}, citus=citus)
 
     @classmethod
     def load(cls, base_dir: Path) -> Harness:
         state = json.loads((Path(base_dir) / STATE_FILE).read_text())
         config = load_config(state["config"]).config
-        harness = cls(Path(base_dir), config, Passwords(**state["passwords"]), state["ports"])
+        harness = cls(Path(base_dir), config, Passwords(**state["passwords"]), state["ports"], state["citus"])
         harness.procs = {name: Proc(**p) for name, p in state["processes"].items()}
         return harness
 
@@ -253,7 +259,9 @@ class Harness:
     def _start_members(self, members: list[Member], timeout: float) -> None:
         """Intended leaders first, so each group bootstraps where the plan says; then the replicas."""
         patroni = str(Path(sys.executable).parent / "patroni")
-        processes.check_reachable(patroni)
+        processes.check_reachable(
+            patroni, "create the venv with /usr/bin/python3 in a directory every user can traverse (repo or /opt)"
+        )
         leaders = [m for m in members if m.index == 0]
         for batch, role in ((leaders, "primary"), ([m for m in members if m.index > 0], "replica")):
             for m in batch:

@@ -61,16 +61,15 @@ def give_to_server_user(path: Path) -> None:
             os.chown(entry, user.pw_uid, user.pw_gid)
 
 
-def check_reachable(path: str) -> None:
-    """The server user must be able to execute `path` (e.g. the venv's patroni); say how to fix it if not."""
+def check_reachable(path: str, fix: str) -> None:
+    """The server user must be able to execute (or traverse) `path`; say how to fix it if not."""
     user = server_user()
     if user is None:
         return
     probe = subprocess.run(["runuser", "-u", RUN_AS, "--", "test", "-x", path], capture_output=True)
     if probe.returncode != 0:
         raise HarnessError(
-            f"'{RUN_AS}' cannot execute {path}. Servers run as '{RUN_AS}' because PostgreSQL refuses root: "
-            "create the venv with /usr/bin/python3 in a directory every user can traverse (e.g. the repo or /opt)."
+            f"'{RUN_AS}' cannot reach {path}. Servers run as '{RUN_AS}' because PostgreSQL refuses root: {fix}"
         )
 
 

@@ -1,0 +1,58 @@
+"""The harness by hand: `python -m tests.harness up` prints what to connect to and stays up; `down` stops it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.harness.processes import pid_alive
+from tests.integration.conftest import harness_missing
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tests.harness", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_cli_up_prints_json_and_down_stops_everything(tmp_path: Path) -> None:
+    if reason := harness_missing():
+        pytest.skip(reason)
+    config = tmp_path / "small.yaml"
+    config.write_text("coordinator: {members: 1}\nworkers: {groups: 1, members: 1}\n")
+    where = Path(tempfile.mkdtemp(prefix="citus-harness-cli-")) / "cluster"  # pytest's tmp_path is root-only
+    where.parent.chmod(0o755)
+    up = run("up", "--config", str(config), "--dir", str(where), "--no-citus")
+    try:
+        assert up.returncode == 0, up.stderr
+        info = json.loads(up.stdout)
+        assert set(info["patroni"]) == {"h-coordinator-0", "h-worker1-0"}
+        assert info["citus"] is False and "turned off" in info["citus_missing"]
+        with psycopg.connect(info["rw_dsn"]) as conn:  # plain Patroni: the harness created the database
+            assert conn.execute("SELECT current_database()").fetchone() == ("citus",)
+        pids = list(info["pids"].values())
+        assert len(pids) == 4 and all(pid_alive(pid) for pid in pids)  # etcd, 2 Patroni, HAProxy
+    finally:
+        down = run("down", "--dir", str(where))
+    assert down.returncode == 0, down.stderr
+    assert not where.exists()
+    shutil.rmtree(where.parent)
+    assert not any(pid_alive(pid) for pid in pids)
+
+
+def test_cli_reports_bad_config_and_missing_state(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workers: {groups: 0}\n")
+    result = run("up", "--config", str(bad), "--dir", str(tmp_path / "never"))
+    assert result.returncode == 1 and "workers.groups" in result.stderr
+    assert not (tmp_path / "never").exists()
+    missing = run("down", "--dir", str(tmp_path / "nothing"))
+    assert missing.returncode == 1 and "state.json missing" in missing.stderr
