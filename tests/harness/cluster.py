@@ -25,7 +25,7 @@ import psycopg
 import yaml
 
 from cluster.config import ClusterConfig, load_config
-from cluster.plan import LocalLayout, Member, Plan, PortBook, build_plan
+from cluster.plan import RESTAPI_USER, LocalLayout, Member, Plan, PortBook, build_plan
 from cluster.provision.target import ClusterTarget, target_from_plan
 from cluster.render import SECRETS_FILE, Passwords, etcd_command, render_files, render_patroni_secrets
 from cluster.render.haproxy import STATS_PASSWORD_ENV
@@ -317,8 +317,10 @@ class Harness:
         import signal
 
         postmaster = self.postmaster_pid(name)
+        backends = processes.children(postmaster) if postmaster else []
         processes.signal_group(self.procs[name].pid, signal.SIGKILL)
-        processes.signal_group(postmaster, signal.SIGKILL)  # Patroni starts the postmaster in its own session
+        for pid in (postmaster, *backends):  # Patroni starts the postmaster in its own session
+            processes.signal_group(pid, signal.SIGKILL)
         processes.wait_for(lambda: not self.procs[name].alive() and not processes.pid_alive(postmaster), 10)
 
     def kill_postgres(self, name: str) -> None:
@@ -333,6 +335,33 @@ class Harness:
     def start_member(self, name: str) -> None:
         member = self.member(name)
         self._spawn(Proc(name, [str(Path(sys.executable).parent / "patroni"), member.config_dir], self._log(name)))
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL any harness process by name (etcd members, HAProxy)."""
+        import signal
+
+        processes.signal_group(self.procs[name].pid, signal.SIGKILL)
+        processes.wait_for(lambda: not self.procs[name].alive(), 10)
+
+    def restart_process(self, name: str) -> None:
+        """Start a stopped process again with its recorded command line (etcd keeps its data dir)."""
+        proc = self.procs[name]
+        env = {STATS_PASSWORD_ENV: self.passwords.stats} if name == self.plan.balancer.name else None
+        self._spawn(Proc(name, proc.argv, proc.log), env=env)
+
+    def switchover(self, leader: str, timeout: float = 60.0) -> None:
+        """A planned switchover through the leader's Patroni REST API (authenticated, as unsafe endpoints are)."""
+        import base64
+
+        member = self.member(leader)
+        body = json.dumps({"leader": leader}).encode()
+        request = urllib.request.Request(f"{self.patroni_url(leader)}/switchover", data=body, method="POST")
+        token = base64.b64encode(f"{RESTAPI_USER}:{self.passwords.restapi}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if response.status != 200:
+                raise HarnessError(f"switchover of group {member.group} answered {response.status}")
 
     def stop_haproxy(self) -> None:
         self._stop_proc(self.plan.balancer.name)

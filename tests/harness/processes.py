@@ -122,15 +122,36 @@ def _reap(pid: int) -> None:
 
 
 def signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the process group `pid` leads (every process here starts its own session)."""
+    """Signal `pid` and every process of its group (a server and its children die together, as in a container).
+
+    The group is looked up, not assumed: Patroni starts the postmaster in a session led by a helper that
+    has already exited, so the postmaster's group id is not its own PID.
+    """
     if pid <= 0:
         return
     try:
-        os.killpg(pid, sig)
+        group = os.getpgid(pid)
+        if group == os.getpgrp():  # never signal our own group
+            os.kill(pid, sig)
+        else:
+            os.killpg(group, sig)
     except ProcessLookupError:
         pass
     except PermissionError:
         os.kill(pid, sig)
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (PostgreSQL's backends each lead their own process group)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def stop(*pids: int, timeout: float = 30.0) -> None:

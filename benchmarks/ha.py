@@ -1,0 +1,478 @@
+"""HA drills: break one piece of a running cluster under write and read load, measure, check that nothing is lost.
+
+The successor of the seed's ha-benchmark.sh. N writers insert rows with unique ids through the rw DSN (each
+id is recorded as acknowledged only once COMMIT returned), readers query through the ro DSN, both log every
+attempt with its time. Then the drill kills something, brings the cluster back to full health without a
+person, and reports:
+- time from the kill to the first successful write (and read);
+- time until every group has a leader again and the killed member rejoined as a replica;
+- acknowledged writes and how many of them are in the table afterwards (lost = acknowledged but missing);
+- the seed's figure, query success rate per phase (baseline / during failure / after recovery).
+
+Two kinds of cluster, one interface (`DrillCluster`): a harness directory (kills PIDs) or a Pulumi stack on
+Docker (`docker kill`), the latter found through the stack's published Patroni ports.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import psycopg
+
+SCENARIOS = ("coordinator-leader-kill", "worker-leader-kill", "postgres-crash", "switchover", "haproxy-restart",
+             "etcd-member-loss")
+TABLE = "ha_drill"
+
+
+class DrillCluster(Protocol):
+    """What a drill needs from a cluster, whatever runs it."""
+
+    rw_dsn: str
+    ro_dsn: str
+    citus: bool
+
+    def groups(self) -> list[int]: ...
+    def members(self, group: int) -> list[str]: ...
+    def role(self, member: str) -> str | None: ...  # "primary", "replica" or None when unreachable
+    def state(self, member: str) -> dict[str, Any]: ...
+    def address(self, member: str) -> tuple[str, int]: ...  # what pg_dist_node registers for it
+    def kill(self, member: str) -> None: ...  # like `docker kill`: Patroni and PostgreSQL die at once
+    def crash_postgres(self, member: str) -> None: ...
+    def restart(self, member: str) -> None: ...
+    def restart_balancer(self) -> None: ...
+    def kill_etcd(self) -> str: ...
+    def restart_etcd(self, name: str) -> None: ...
+    def switchover(self, group: int, leader: str) -> None: ...
+
+
+@dataclass
+class Attempt:
+    kind: str  # "write" or "read"
+    client: int
+    started: float
+    finished: float
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class DrillResult:
+    scenario: str
+    synchronous: bool
+    writers: int
+    readers: int
+    victim: str
+    kill_at: float  # seconds since the drill's start
+    first_write_after: float | None  # seconds from the kill
+    first_read_after: float | None
+    writes_all_ok_after: float  # the last failed write after the kill: every shard writable again from here
+    leader_elected_after: float  # for leader kills: another member leads the victim's group
+    recovered_after: float | None  # every group led, victim back as a streaming replica
+    new_leader: str | None
+    acknowledged: int
+    found: int
+    lost_ids: list[int]
+    unacknowledged_but_committed: int  # a write whose COMMIT reply was lost in the failover: in doubt, not lost
+    phases: dict[str, dict[str, float]]
+    errors: dict[str, int]
+    attempts: list[Attempt] = field(default_factory=list, repr=False)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return len(self.lost_ids)
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("attempts")
+        data["lost"] = self.lost
+        return data
+
+
+class Load:
+    """Writer and reader threads, each with its own connection, logging every attempt."""
+
+    def __init__(self, cluster: DrillCluster, writers: int, readers: int, start: float) -> None:
+        self.cluster, self.start = cluster, start
+        self.attempts: list[Attempt] = []
+        self.acknowledged: set[int] = set()
+        self.tried: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._write, args=(i,), daemon=True) for i in range(writers)]
+        self._threads += [threading.Thread(target=self._read, args=(i,), daemon=True) for i in range(readers)]
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=15)
+
+    def _record(self, attempt: Attempt) -> None:
+        with self._lock:
+            self.attempts.append(attempt)
+
+    def _loop(self, kind: str, client: int, dsn: str, work: Callable[[psycopg.Connection], None]) -> None:
+        conn: psycopg.Connection | None = None
+        while not self._stop.is_set():
+            began = time.monotonic() - self.start
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2)
+                work(conn)
+                self._record(Attempt(kind, client, began, time.monotonic() - self.start, True))
+                time.sleep(0.02)
+            except psycopg.Error as exc:
+                self._record(Attempt(kind, client, began, time.monotonic() - self.start, False, _first_line(exc)))
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.1)
+        if conn is not None:
+            conn.close()
+
+    def _write(self, client: int) -> None:
+        sequence = iter(range(client * 1_000_000_000 + 1, (client + 1) * 1_000_000_000))
+
+        def insert(conn: psycopg.Connection) -> None:
+            row_id = next(sequence)
+            with self._lock:
+                self.tried.add(row_id)
+            conn.execute(f"INSERT INTO {TABLE} (id, writer) VALUES (%s, %s)", (row_id, client))
+            with self._lock:
+                self.acknowledged.add(row_id)
+
+        self._loop("write", client, self.cluster.rw_dsn, insert)
+
+    def _read(self, client: int) -> None:
+        self._loop("read", client, self.cluster.ro_dsn, lambda conn: conn.execute("SELECT 1").fetchone())
+
+
+def prepare_table(cluster: DrillCluster) -> None:
+    with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        conn.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz DEFAULT now())")
+        if cluster.citus:  # spread over every worker group, so a worker kill hits acknowledged rows
+            conn.execute(f"SELECT create_distributed_table('{TABLE}', 'id')")
+
+
+def leader_of(cluster: DrillCluster, group: int) -> str | None:
+    leaders = [m for m in cluster.members(group) if cluster.role(m) == "primary"]
+    return leaders[0] if len(leaders) == 1 else None
+
+
+def fully_healthy(cluster: DrillCluster, victim: str | None) -> bool:
+    """Every group has exactly one leader and every other member (the victim included) streams from it."""
+    for group in cluster.groups():
+        if leader_of(cluster, group) is None:
+            return False
+        for member in cluster.members(group):
+            state = cluster.state(member)
+            if state.get("state") != "running":
+                return False
+            if _role(state) == "replica" and state.get("replication_state") not in (None, "streaming"):
+                return False
+    return victim is None or cluster.role(victim) in ("primary", "replica")
+
+
+def citus_leaders_registered(cluster: DrillCluster) -> bool:
+    """pg_dist_node's primary row of every group points at that group's current leader."""
+    if not cluster.citus:
+        return True
+    with psycopg.connect(cluster.rw_dsn, autocommit=True, connect_timeout=3) as conn:
+        rows = conn.execute("SELECT groupid, nodename, nodeport FROM pg_dist_node WHERE noderole = 'primary'")
+        registered = {int(g): (host, int(port)) for g, host, port in rows.fetchall()}
+    leaders = {g: leader_of(cluster, g) for g in cluster.groups()}
+    return all(m is not None and registered.get(g) == cluster.address(m) for g, m in leaders.items())
+
+
+def run_drill(
+    cluster: DrillCluster,
+    scenario: str,
+    *,
+    writers: int = 4,
+    readers: int = 2,
+    baseline: float = 5.0,
+    after: float = 5.0,
+    timeout: float = 120.0,
+    synchronous: bool = True,
+) -> DrillResult:
+    """One drill from healthy to healthy; raises TimeoutError if the cluster does not heal within `timeout`."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
+    _wait(lambda: fully_healthy(cluster, None), timeout, "the cluster to be healthy before the drill")
+    prepare_table(cluster)
+    start = time.monotonic()
+    notes: list[str] = []
+    with Load(cluster, writers, readers, start) as load:
+        time.sleep(baseline)
+        damage_at = time.monotonic() - start
+        victim, restore = _break(cluster, scenario, notes)
+        kill_at = time.monotonic() - start  # the damage is confirmed: nothing started later reached the victim
+        first_write = _wait_first(load, "write", kill_at, timeout)
+        first_read = _wait_first(load, "read", kill_at, timeout)
+        group = _victim_group(cluster, victim)
+        if scenario.endswith("leader-kill") and group is not None:
+            # Bring the old leader back only once another member leads; restarted earlier it would find its own
+            # leader key still alive in etcd and simply resume, which measures a restart, not a failover.
+            _wait(lambda: leader_of(cluster, group) not in (None, victim), timeout, f"a new leader of group {group}")
+        failover_at = time.monotonic() - start
+        restore()
+        member = victim if group is not None else None  # HAProxy and etcd are not Patroni members
+        _wait(lambda: fully_healthy(cluster, member), timeout, f"the cluster to heal after {scenario}")
+        _wait(lambda: citus_leaders_registered(cluster), timeout, "pg_dist_node to point at every group's leader")
+        recovered = time.monotonic() - start - kill_at
+        time.sleep(after)
+    attempts = sorted(load.attempts, key=lambda a: a.started)
+    found = _found(cluster, load.tried)
+    acknowledged = load.acknowledged
+    failed_writes = [a.finished for a in attempts if a.kind == "write" and not a.ok and a.started >= kill_at]
+    return DrillResult(
+        scenario=scenario,
+        synchronous=synchronous,
+        writers=writers,
+        readers=readers,
+        victim=victim,
+        kill_at=round(kill_at, 3),
+        first_write_after=None if first_write is None else round(first_write - kill_at, 3),
+        first_read_after=None if first_read is None else round(first_read - kill_at, 3),
+        writes_all_ok_after=round(max(failed_writes) - kill_at, 3) if failed_writes else 0.0,
+        leader_elected_after=round(failover_at - kill_at, 3),
+        recovered_after=round(recovered, 3),
+        new_leader=leader_of(cluster, group) if group is not None else None,
+        acknowledged=len(acknowledged),
+        found=len(found & acknowledged),
+        lost_ids=sorted(acknowledged - found),
+        unacknowledged_but_committed=len(found - acknowledged),
+        phases=phase_rates(attempts, damage_at, kill_at + recovered),
+        errors=error_counts(attempts),
+        attempts=attempts,
+        notes=notes,
+    )
+
+
+def _break(cluster: DrillCluster, scenario: str, notes: list[str]) -> tuple[str, Callable[[], None]]:
+    """Do the damage; return the victim's name and how to bring it back (what Docker's restart would do)."""
+    worker = scenario.startswith("worker")
+    groups = cluster.groups()
+    group = next((g for g in groups if g != 0), 0) if worker else 0
+    leader = leader_of(cluster, group)
+    if leader is None:
+        raise RuntimeError(f"group {group} has no single leader before the drill")
+    if scenario in ("coordinator-leader-kill", "worker-leader-kill"):
+        cluster.kill(leader)
+        return leader, lambda: cluster.restart(leader)
+    if scenario == "postgres-crash":
+        cluster.crash_postgres(leader)
+        return leader, lambda: None  # Patroni restarts or fails over on its own
+    if scenario == "switchover":
+        cluster.switchover(group, leader)
+        return leader, lambda: None
+    if scenario == "haproxy-restart":
+        cluster.restart_balancer()
+        return "haproxy", lambda: None
+    name = cluster.kill_etcd()
+    notes.append(f"killed etcd member {name}; the remaining members keep the quorum")
+    return name, lambda: cluster.restart_etcd(name)
+
+
+def _victim_group(cluster: DrillCluster, victim: str) -> int | None:
+    return next((g for g in cluster.groups() if victim in cluster.members(g)), None)
+
+
+def _wait_first(load: Load, kind: str, after: float, timeout: float) -> float | None:
+    """Completion time of the first successful `kind` attempt that started after the kill."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with load._lock:
+            done = [a.finished for a in load.attempts if a.kind == kind and a.ok and a.started >= after]
+        if done:
+            return min(done)
+        time.sleep(0.1)
+    return None
+
+
+def _found(cluster: DrillCluster, ids: set[int]) -> set[int]:
+    with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
+        rows = conn.execute(f"SELECT id FROM {TABLE} WHERE id = ANY(%s)", (sorted(ids),)).fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def phase_rates(attempts: list[Attempt], kill_at: float, recovered_at: float) -> dict[str, dict[str, float]]:
+    """The seed's figure: success rate of queries per phase, for writes and reads separately."""
+    phases = {"baseline": (0.0, kill_at), "during failure": (kill_at, recovered_at), "after recovery":
+              (recovered_at, float("inf"))}
+    result: dict[str, dict[str, float]] = {}
+    for name, (lo, hi) in phases.items():
+        row: dict[str, float] = {}
+        for kind in ("write", "read"):
+            inside = [a for a in attempts if a.kind == kind and lo <= a.started < hi]
+            row[f"{kind}s"] = len(inside)
+            row[f"{kind}_success_pct"] = round(100.0 * sum(a.ok for a in inside) / len(inside), 1) if inside else 0.0
+        result[name] = row
+    return result
+
+
+def error_counts(attempts: list[Attempt], top: int = 8) -> dict[str, int]:
+    """The most frequent error messages (first line), so a report says why attempts failed."""
+    counts: dict[str, int] = {}
+    for a in attempts:
+        if not a.ok:
+            counts[f"{a.kind}: {a.error[:120]}"] = counts.get(f"{a.kind}: {a.error[:120]}", 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:top])
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (OSError, psycopg.Error, ValueError, KeyError) as exc:
+            last = _first_line(exc)
+        time.sleep(0.5)
+    raise TimeoutError(f"waited {timeout:.0f} s for {what}" + (f"; last error: {last}" if last else ""))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _role(state: dict[str, Any]) -> str | None:
+    role = state.get("role")
+    return "primary" if role in ("primary", "master") else role
+
+
+def patroni_state(url: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"{url}/patroni", timeout=2) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read() or b"{}")
+    except (OSError, ValueError):
+        return {}
+
+
+class HarnessCluster:
+    """A harness directory (tests/harness): damage by signals to the recorded PIDs."""
+
+    def __init__(self, harness: Any) -> None:
+        self.h = harness
+        self.rw_dsn, self.ro_dsn = harness.dsn("read-write"), harness.dsn("read-only")
+        self.citus = harness.citus
+
+    @classmethod
+    def from_dir(cls, directory: str) -> HarnessCluster:
+        from tests.harness import Harness  # the harness ships with the repo's tests
+
+        return cls(Harness.load(directory))
+
+    def groups(self) -> list[int]:
+        return list(range(len(self.h.plan.groups)))
+
+    def members(self, group: int) -> list[str]:
+        return [m.name for m in self.h.plan.groups[group]]
+
+    def state(self, member: str) -> dict[str, Any]:
+        return patroni_state(self.h.patroni_url(member))
+
+    def role(self, member: str) -> str | None:
+        return _role(self.state(member))
+
+    def address(self, member: str) -> tuple[str, int]:
+        endpoint = self.h.member(member).postgres
+        return endpoint.host, endpoint.port
+
+    def kill(self, member: str) -> None:
+        self.h.kill_member(member)
+
+    def crash_postgres(self, member: str) -> None:
+        self.h.kill_postgres(member)
+
+    def restart(self, member: str) -> None:
+        self.h.start_member(member)
+
+    def restart_balancer(self) -> None:
+        self.h.stop_haproxy()
+        self.h.start_haproxy()
+
+    def kill_etcd(self) -> str:
+        name = self.h.plan.etcd[-1].name
+        self.h.kill_process(name)
+        return name
+
+    def restart_etcd(self, name: str) -> None:
+        self.h.restart_process(name)
+
+    def switchover(self, group: int, leader: str) -> None:
+        self.h.switchover(leader)
+
+
+class DockerCluster:
+    """A deployed stack: Patroni through its published REST ports, damage through the docker CLI."""
+
+    def __init__(self, plan: Any, rw_dsn: str, ro_dsn: str) -> None:
+        self.plan, self.rw_dsn, self.ro_dsn = plan, rw_dsn, ro_dsn
+        self.citus = True
+        self._members = {m.name: m for m in plan.members}
+
+    def groups(self) -> list[int]:
+        return list(range(len(self.plan.groups)))
+
+    def members(self, group: int) -> list[str]:
+        return [m.name for m in self.plan.groups[group]]
+
+    def state(self, member: str) -> dict[str, Any]:
+        return patroni_state(f"http://{self.plan.client_host}:{self._members[member].published_api}")
+
+    def role(self, member: str) -> str | None:
+        return _role(self.state(member))
+
+    def address(self, member: str) -> tuple[str, int]:
+        endpoint = self._members[member].postgres
+        return endpoint.host, endpoint.port
+
+    def kill(self, member: str) -> None:
+        _docker("kill", member)
+
+    def crash_postgres(self, member: str) -> None:
+        pid_file = f"{self._members[member].data_dir}/postmaster.pid"
+        _docker("exec", member, "sh", "-c", f"kill -9 $(head -1 {pid_file})")
+
+    def restart(self, member: str) -> None:
+        _docker("start", member)
+
+    def restart_balancer(self) -> None:
+        _docker("restart", self.plan.balancer.name)
+
+    def kill_etcd(self) -> str:
+        name = self.plan.etcd[-1].name
+        _docker("kill", name)
+        return name
+
+    def restart_etcd(self, name: str) -> None:
+        _docker("start", name)
+
+    def switchover(self, group: int, leader: str) -> None:
+        from cluster.plan import PATRONI_CONFIG_DIR, PATRONI_VENV
+
+        ctl = f"{PATRONI_VENV}/bin/patronictl"
+        args = ["exec", leader, ctl, "-c", PATRONI_CONFIG_DIR, "switchover", "--group", str(group)]
+        _docker(*args, "--leader", leader, "--force")
+
+
+def _docker(*args: str) -> None:
+    subprocess.run(["docker", *args], check=True, capture_output=True, timeout=60)
