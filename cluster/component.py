@@ -64,6 +64,7 @@ class CitusCluster(pulumi.ComponentResource):
     rw_dsn: pulumi.Output[str]
     ro_dsn: pulumi.Output[str]
     app_dsn: pulumi.Output[str]
+    any_node_dsn: pulumi.Output[str] | None
     haproxy_stats_url: pulumi.Output[str]
     nodes: pulumi.Output[list]
     image: pulumi.Output[str]
@@ -292,7 +293,7 @@ class CitusCluster(pulumi.ComponentResource):
             opts=self._opts(depends_on=self.members),
         )
 
-    def _dsn(self, role: Literal["read-write", "read-only"], app: bool = False) -> pulumi.Output[str]:
+    def _dsn(self, role: Literal["read-write", "read-only", "any-node"], app: bool = False) -> pulumi.Output[str]:
         password, user = (
             (self.passwords.app, self._plan.config.citus.app_user) if app else (self.passwords.superuser, SUPERUSER)
         )
@@ -303,6 +304,7 @@ class CitusCluster(pulumi.ComponentResource):
         self.rw_dsn = self._dsn("read-write")
         self.ro_dsn = self._dsn("read-only")
         self.app_dsn = self._dsn("read-write", app=True)
+        self.any_node_dsn = None if plan.balancer.any_node is None else self._dsn("any-node")
         self.haproxy_stats_url = pulumi.Output.from_input(plan.stats_url)
         self.nodes = pulumi.Output.from_input(plan.node_summaries())
         self.image = self.node_image.image_name
@@ -311,6 +313,7 @@ class CitusCluster(pulumi.ComponentResource):
                 "rw_dsn": self.rw_dsn,
                 "ro_dsn": self.ro_dsn,
                 "app_dsn": self.app_dsn,
+                **({"any_node_dsn": self.any_node_dsn} if self.any_node_dsn is not None else {}),
                 "haproxy_stats_url": self.haproxy_stats_url,
                 "nodes": self.nodes,
                 "image": self.image,

@@ -90,6 +90,7 @@ class Balancer:
     read_write: Endpoint
     read_only: Endpoint
     stats: Endpoint
+    any_node: Endpoint | None = None  # every group's leader (Citus query from any node), when configured
     published: dict[str, int] = field(default_factory=dict)
     config_path: str = HAPROXY_CONFIG_PATH
     docker_host: str = DEFAULT_DOCKER_HOST
@@ -122,7 +123,7 @@ class Plan:
         """Patroni cluster name; Citus mode requires the same scope for every group."""
         return self.config.name
 
-    def dsn(self, role: Literal["read-write", "read-only"], password: str, user: str = SUPERUSER) -> str:
+    def dsn(self, role: Literal["read-write", "read-only", "any-node"], password: str, user: str = SUPERUSER) -> str:
         """The URL a client on the user's machine uses to reach HAProxy's `role` listener."""
         port, database = self.balancer.published[role], self.config.citus.database
         return f"postgresql://{user}:{quote(password, safe='')}@{self.client_host}:{port}/{database}"
@@ -175,6 +176,7 @@ CONTAINER_PORTS = {
     "read-write": 5432,
     "read-only": 5433,
     "stats": 7000,
+    "any-node": 5434,
 }
 
 
@@ -269,7 +271,7 @@ class LocalLayout:
 
 def ports_needed(config: ClusterConfig) -> int:
     """How many distinct ports a LocalLayout must be given for `config`."""
-    return 2 * database_member_count(config) + 2 * config.etcd.members + 3
+    return 2 * database_member_count(config) + 2 * config.etcd.members + 3 + (config.ports.any_node is not None)
 
 
 def database_member_count(config: ClusterConfig) -> int:
@@ -322,13 +324,16 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
         for i in range(config.etcd.members)
     )
     haproxy = f"{config.name}-haproxy"
-    listeners = {role: layout.endpoint(haproxy, role) for role in ("read-write", "read-only", "stats")}
     configured = {"read-write": ports.read_write, "read-only": ports.read_only, "stats": ports.stats}
+    if ports.any_node is not None:
+        configured["any-node"] = ports.any_node
+    listeners = {role: layout.endpoint(haproxy, role) for role in configured}
     balancer = Balancer(
         name=haproxy,
         read_write=listeners["read-write"],
         read_only=listeners["read-only"],
         stats=listeners["stats"],
+        any_node=listeners.get("any-node"),
         published={role: layout.publish(ep, configured[role]) for role, ep in listeners.items()},
         config_path=HAPROXY_CONFIG_PATH if layout.kind == "docker" else f"{layout.socket_dir()}/haproxy.cfg",
     )

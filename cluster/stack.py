@@ -34,6 +34,8 @@ def run() -> CitusCluster:
     pulumi.export("rw_dsn", cluster.rw_dsn)
     pulumi.export("ro_dsn", cluster.ro_dsn)
     pulumi.export("app_dsn", cluster.app_dsn)
+    if cluster.any_node_dsn is not None:
+        pulumi.export("any_node_dsn", cluster.any_node_dsn)
     pulumi.export("haproxy_stats_url", cluster.haproxy_stats_url)
     pulumi.export("nodes", cluster.nodes)
     pulumi.export("image", cluster.image)

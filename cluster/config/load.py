@@ -157,6 +157,8 @@ def published_ports(config: ClusterConfig) -> dict[str, int]:
     p = config.ports
     members = config.coordinator.members + config.workers.groups * config.workers.members
     ports = {"ports.readWrite": p.read_write, "ports.readOnly": p.read_only, "ports.stats": p.stats}
+    if p.any_node is not None:
+        ports["ports.anyNode"] = p.any_node
     for i in range(members):
         ports[f"ports.postgresBase+{i}"] = p.postgres_base + i
         ports[f"ports.patroniBase+{i}"] = p.patroni_base + i

@@ -96,6 +96,13 @@ class Ports(Model):
     read_write: int = Field(5432, ge=1, le=65535, description="HAProxy read-write port (coordinator leader).")
     read_only: int = Field(5433, ge=1, le=65535, description="HAProxy read-only port (coordinator replicas).")
     stats: int = Field(7000, ge=1, le=65535, description="HAProxy stats page (basic auth).")
+    any_node: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="HAProxy port spreading sessions over every group's leader (Citus query from any node: "
+        "reads and DML, no DDL); unset = off.",
+    )
     postgres_base: int = Field(
         15432, ge=1, le=65535, description="Member i's PostgreSQL is published on postgresBase + i."
     )

@@ -55,6 +55,7 @@ def render_haproxy(plan: Plan) -> str:
         "    use_backend coordinator_replicas if { nbsrv(coordinator_replicas) gt 0 }",
         "    default_backend coordinator_primary",
         "",
+        *_any_node(plan),
         *_backend("coordinator_primary", "/primary", "first", coordinators),
         *_backend("coordinator_replicas", "/replica", "leastconn", coordinators),
         "listen stats",
@@ -67,6 +68,20 @@ def render_haproxy(plan: Plan) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _any_node(plan: Plan) -> list[str]:
+    """Sessions spread over the leaders of every group: Citus plans a query on whichever node receives it
+    (metadata is synced to the workers), so reads and DML scale past the coordinator. DDL stays on rw."""
+    if plan.balancer.any_node is None:
+        return []
+    return [
+        "frontend any_node",
+        f"    bind {plan.balancer.any_node.bind}",
+        "    default_backend group_leaders",
+        "",
+        *_backend("group_leaders", "/primary", "leastconn", plan.members),
+    ]
 
 
 def _backend(name: str, check_path: str, balance: str, members: tuple[Member, ...]) -> list[str]:

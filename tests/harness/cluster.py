@@ -42,6 +42,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "coordinator": {"members": 2},
     "workers": {"groups": 2, "members": 2},
     "citus": {"shardCount": 8},
+    "ports": {"anyNode": 5434},  # turns the any-node listener on; the harness gives it a free port
     "postgresql": {"parameters": {"shared_buffers": "64MB", "fsync": "off", "max_connections": 100}},
 }
 

@@ -179,3 +179,30 @@ def test_provider_create_diff_update_against_the_cluster(harness: Harness) -> No
     with citus_sql.connect(harness.dsn()) as conn:
         conn.execute("DROP TABLE provider_note")
         conn.execute("DELETE FROM citus_cluster_migrations WHERE name = %s", (extra.name,))
+
+
+@pytest.mark.citus
+def test_any_node_listener_serves_reads_and_dml_from_every_leader(harness: Harness) -> None:
+    provision(harness.target, read_migrations(SQL_DIR))
+    dsn = harness.dsn("any-node")
+    connections = [psycopg.connect(dsn, autocommit=True) for _ in range(len(harness.plan.groups))]
+    try:
+        ports = {conn.execute("SELECT inet_server_port()").fetchone()[0] for conn in connections}
+        leaders = {harness.member(harness.leader(g)).postgres.port for g in range(len(harness.plan.groups))}
+        assert len(ports) > 1 and ports <= leaders  # leastconn spread the open sessions over the leaders
+        for conn in connections:
+            before = total_rows(conn)
+            conn.execute(SEED_INSERT.replace("generate_series(1, %s)", "generate_series(1, 10)"))
+            assert total_rows(conn) == before + 10
+        coordinator_port = leaders_port(harness, 0)
+        port_of = {conn: conn.execute("SELECT inet_server_port()").fetchone()[0] for conn in connections}
+        worker = next(conn for conn, port in port_of.items() if port != coordinator_port)
+        with pytest.raises(psycopg.Error, match="not allowed on this node"):
+            worker.execute("ALTER TABLE vehicle_locations ADD COLUMN speed real")  # DDL of distributed tables: rw
+    finally:
+        for conn in connections:
+            conn.close()
+
+
+def leaders_port(harness: Harness, group: int) -> int:
+    return harness.member(harness.leader(group)).postgres.port

@@ -20,7 +20,12 @@ from tests.support.patroni_check import validate_patroni_dir
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {
     "dev": {},
-    "large": {"coordinator": {"members": 3}, "workers": {"groups": 4, "members": 3}, "etcd": {"members": 5}},
+    "large": {
+        "coordinator": {"members": 3},
+        "workers": {"groups": 4, "members": 3},
+        "etcd": {"members": 5},
+        "ports": {"anyNode": 5434},
+    },
     "single": {"coordinator": {"members": 1}, "workers": {"groups": 1, "members": 1}, "etcd": {"members": 1}},
     "pg15": {"versions": {"postgres": 15, "postgis": "3.3"}},
 }

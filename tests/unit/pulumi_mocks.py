@@ -97,8 +97,10 @@ def deploy(config: dict[str, Any], build_dir: Path, secrets: dict[str, str] | No
     stack.build_dir = lambda _name: build_dir  # type: ignore[assignment]
     try:
         cluster = _run(stack.run)
-        for name in ("rw_dsn", "ro_dsn", "app_dsn", "haproxy_stats_url", "nodes", "image"):
-            output: pulumi.Output = getattr(cluster, name)
+        for name in ("rw_dsn", "ro_dsn", "app_dsn", "any_node_dsn", "haproxy_stats_url", "nodes", "image"):
+            output: pulumi.Output | None = getattr(cluster, name)
+            if output is None:
+                continue
             deployment.outputs[name] = _sync_await(output.future())
             if _sync_await(output.is_secret()):
                 deployment.secret_outputs.add(name)

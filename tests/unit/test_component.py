@@ -229,3 +229,12 @@ def test_migrations_are_handed_over_with_their_checksums(dev: Deployment) -> Non
 
     expected = [{"name": m.name, "checksum": m.checksum, "sql": m.sql} for m in read_migrations(project_root() / "sql")]
     assert dynamic(dev, "provisioning").inputs["migrations"] == expected
+
+
+def test_any_node_dsn_is_exported_as_a_secret_only_when_configured(dev: Deployment, tmp_path: Path) -> None:
+    assert "any_node_dsn" not in dev.outputs
+    with_any = deploy({"ports": {"anyNode": 5434}}, tmp_path)
+    assert "any_node_dsn" in with_any.secret_outputs
+    assert with_any.outputs["any_node_dsn"].endswith("@127.0.0.1:5434/citus")
+    haproxy = next(c for c in with_any.of_type("Container") if c.name.endswith("haproxy"))
+    assert 5434 in {int(p["external"]) for p in haproxy.inputs["ports"]}

@@ -150,3 +150,17 @@ def test_port_book_keeps_a_members_ports_when_the_plan_grows() -> None:
     new_ports = {p for m in grown.groups[4] for p in (m.postgres.port, m.api.port)}
     small_ports = {p for m in small.members for p in (m.postgres.port, m.api.port)}
     assert len(new_ports) == 4 and not new_ports & small_ports
+
+
+def test_any_node_listener_spreads_over_every_member_checked_for_leadership() -> None:
+    off = render_haproxy(plan_for({}))
+    assert "any_node" not in off
+    plan = plan_for({"ports": {"anyNode": 5434}})
+    text = render_haproxy(plan)
+    backend = text.split("\nbackend group_leaders", 1)[1].split("\n\n", 1)[0]
+    assert "uri /primary" in backend and "balance leastconn" in backend
+    assert [line.split()[1] for line in backend.splitlines() if line.strip().startswith("server")] == [
+        m.name for m in plan.members
+    ]
+    assert plan.balancer.published["any-node"] == 5434
+    assert plan.dsn("any-node", "pw").endswith("@127.0.0.1:5434/citus")
