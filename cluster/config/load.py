@@ -191,6 +191,16 @@ def _port_problems(config: ClusterConfig) -> list[Problem]:
 
 def _bind_problems(config: ClusterConfig) -> list[Problem]:
     address = config.ports.bind_address
+    remote = config.docker_host and config.docker_host.startswith(("tcp://", "ssh://"))
+    if remote and address.is_loopback:
+        return [
+            Problem(
+                "ports.bindAddress",
+                f"{address} is the loopback of the remote Docker host {config.docker_host}: neither you nor the "
+                "provisioning step (which runs on this machine) could reach the cluster. Set ports.bindAddress to "
+                "an address of that host this machine can reach, with ports.allowPublicBind: true.",
+            )
+        ]
     if address.is_loopback or config.ports.allow_public_bind:
         return []
     return [
