@@ -2,6 +2,7 @@
 
 python -m cluster render --stack dev --out build/rendered
 python -m cluster render --config my-cluster.yaml --out /tmp/rendered
+python -m cluster provision --stack dev [--check | --rebalance]
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--config", type=Path, help="read a YAML file shaped like a stack file")
     render.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
     render.set_defaults(handler=_render)
+    from cluster.provision.cli import add_parser as add_provision
+
+    add_provision(commands)
     return parser
 
 

@@ -206,3 +206,14 @@ def test_any_node_listener_serves_reads_and_dml_from_every_leader(harness: Harne
 
 def leaders_port(harness: Harness, group: int) -> int:
     return harness.member(harness.leader(group)).postgres.port
+
+
+@pytest.mark.citus
+def test_provision_command_by_hand_on_the_harness(harness: Harness, capsys: pytest.CaptureFixture) -> None:
+    from cluster.__main__ import main
+
+    assert main(["provision", "--harness", str(harness.base_dir)]) == 0
+    assert main(["provision", "--harness", str(harness.base_dir), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "healthy; Citus 13" in out and "pending: none" in out
+    assert harness.passwords.superuser not in out
