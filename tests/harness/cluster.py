@@ -240,7 +240,17 @@ class Harness:
         return self
 
     def down(self, remove: bool = True) -> None:
-        """Stop every process this harness started (members first, etcd last), then delete the directory."""
+        """Stop every process this harness started (members first, etcd last), then delete the directory.
+
+        Processes another Harness object started on this directory (a benchmark run restarting HAProxy, say)
+        are in the state file; they are stopped too.
+        """
+        state = self.base_dir / STATE_FILE
+        if state.exists():
+            recorded = json.loads(state.read_text())["processes"]
+            for name, proc in recorded.items():
+                if name not in self.procs or not self.procs[name].alive():
+                    self.procs[name] = Proc(**proc)
         etcd = {e.name for e in self.plan.etcd}
         self._stop_procs([name for name in self.procs if name not in etcd])
         self._stop_procs([name for name in self.procs if name in etcd])

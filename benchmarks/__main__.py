@@ -1,0 +1,192 @@
+"""`python -m benchmarks run|ha`: the successor of the seed's benchmark.sh and ha-benchmark.sh.
+
+python -m benchmarks run --harness DIR [--rows 1000000] [--steps load,queries,...] [--baseline-dsn URL]
+python -m benchmarks run --stack dev | --dsn URL
+python -m benchmarks ha  --harness DIR [--scenario coordinator-leader-kill ...] [--repeat 5]
+Reports (results.json, report.md, report.html, PNGs) go to --out (default benchmarks/results/<timestamp>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks import steps
+from benchmarks.ha import SCENARIOS, DockerCluster, HarnessCluster, run_drill
+from benchmarks.report import machine_info, write_reports
+from benchmarks.stats import per_second
+from benchmarks.workload import QUERY_NAMES, SEED_TABLE, TABLE, Dataset
+
+STEPS = ("load", "queries", "concurrency", "distribution", "compare")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "ha"):
+        sub = commands.add_parser(name)
+        where = sub.add_mutually_exclusive_group(required=True)
+        where.add_argument("--harness", type=Path, metavar="DIR", help="a tests/harness directory")
+        where.add_argument("--stack", help="a deployed Pulumi stack (DSNs from `pulumi stack output`)")
+        if name == "run":
+            where.add_argument("--dsn", help="the read-write DSN of any Citus cluster")
+        sub.add_argument("--out", type=Path, help="report directory (default benchmarks/results/<timestamp>)")
+    run = commands.choices["run"]
+    run.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    run.add_argument("--rows", type=int, default=1_000_000)
+    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("--parallel", type=int, default=4, help="loader connections")
+    run.add_argument("--warmup", type=int, default=2)
+    run.add_argument("--repeat", type=int, default=10, help="timed repetitions per query")
+    run.add_argument("--clients", default="1,4,16,64")
+    run.add_argument("--duration", type=float, default=10.0, help="seconds per client count")
+    run.add_argument("--concurrency-queries", default="radius_5km,bbox,vehicle_track")
+    run.add_argument("--baseline-dsn", help="a single PostgreSQL+PostGIS database to compare with")
+    ha = commands.choices["ha"]
+    ha.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default: both leader kills")
+    ha.add_argument("--repeat", type=int, default=5, help="drills per scenario (medians need >= 5)")
+    ha.add_argument("--writers", type=int, default=4)
+    ha.add_argument("--readers", type=int, default=2)
+    args = parser.parse_args(argv)
+    out = args.out or Path("benchmarks/results") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    meta = {"command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info()}
+    try:
+        results = run_benchmarks(args, meta) if args.command == "run" else run_ha(args, meta)
+    except (psycopg.Error, RuntimeError, TimeoutError, ValueError) as exc:
+        print(f"benchmarks: {exc}", file=sys.stderr)
+        return 1
+    files = write_reports(results, out)
+    print(f"reports in {out}: " + ", ".join(sorted(p.name for p in files.values())))
+    return 0
+
+
+def dsns(args: argparse.Namespace) -> dict[str, str]:
+    if getattr(args, "dsn", None):
+        return {"rw": args.dsn}
+    if args.harness:
+        state = json.loads((args.harness / "state.json").read_text())
+        return {"rw": state["rw_dsn"], "ro": state["ro_dsn"]}
+    from cluster.provision.cli import pulumi_outputs
+
+    outputs = pulumi_outputs(args.stack)
+    return {"rw": outputs["rw_dsn"], "ro": outputs["ro_dsn"]}
+
+
+def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
+    chosen = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = set(chosen) - set(STEPS)
+    if unknown:
+        raise ValueError(f"unknown steps {sorted(unknown)}; choose from {', '.join(STEPS)}")
+    rw = dsns(args)["rw"]
+    data = Dataset(args.rows, args.seed)
+    params = {"now": data.now}
+    with steps.connect(rw) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()[0] is None:
+            raise RuntimeError(f"{TABLE} does not exist: run `python -m cluster provision` first (it applies sql/)")
+        meta["versions"] = dict(conn.execute(
+            "SELECT 'postgres', current_setting('server_version') UNION ALL "
+            "SELECT extname, extversion FROM pg_extension WHERE extname IN ('citus', 'postgis')").fetchall())
+    meta |= {"rows": args.rows, "seed": args.seed, "steps": chosen}
+    results: dict[str, Any] = {"meta": meta}
+    if "load" in chosen:
+        results["load"] = steps.load(rw, data, parallel=args.parallel)
+    if "queries" in chosen:
+        results["queries"] = steps.queries(rw, TABLE, params, args.warmup, args.repeat)
+    if "concurrency" in chosen:
+        clients = [int(c) for c in args.clients.split(",")]
+        names = [n for n in args.concurrency_queries.split(",") if n]
+        if set(names) - set(QUERY_NAMES):
+            raise ValueError(f"unknown queries {sorted(set(names) - set(QUERY_NAMES))}; known: {QUERY_NAMES}")
+        results["concurrency"] = steps.concurrency(rw, TABLE, params, clients, args.duration, names)
+    if "distribution" in chosen:
+        results["distribution"] = steps.distribution(rw)
+    if "compare" in chosen:
+        results["compare"] = compare(args, rw, data, params, results)
+    return results
+
+
+def compare(args: argparse.Namespace, rw: str, data: Dataset, params: dict[str, Any],
+            results: dict[str, Any]) -> dict[str, Any]:
+    """The seed's schema vs the project's on the same cluster and rows; a single node too when given."""
+    steps.prepare_seed_schema(rw)
+    project = results.get("queries") or steps.queries(rw, TABLE, params, args.warmup, args.repeat)
+    seed = steps.queries(rw, SEED_TABLE, params, args.warmup, args.repeat)
+    table = {"seed schema": _p50s(seed), "project schema": _p50s(project)}
+    ratios = {"radius_5km: seed schema / project schema (target >= 10)":
+              _ratio(seed, project, "radius_5km")}
+    if args.baseline_dsn:
+        single = steps.prepare_single_node(args.baseline_dsn, data, args.parallel)
+        baseline = steps.queries(args.baseline_dsn, TABLE, params, args.warmup, args.repeat)
+        table["single node"] = _p50s(baseline)
+        ratios["radius_5km: project schema / single node (target <= 1.5)"] = _ratio(project, baseline, "radius_5km")
+        if load := results.get("load"):
+            ratios["load: single-node seed INSERT s / cluster COPY s (target >= 2)"] = round(
+                single["seed_insert"]["seconds"] / load["seconds"], 2)
+        results["single_node_load"] = single
+    with steps.connect(rw) as conn:
+        conn.execute(f"DROP TABLE {SEED_TABLE}")
+    return {**table, "ratios": ratios}
+
+
+def _p50s(queries: dict[str, Any]) -> dict[str, Any]:
+    return {name: q["summary"] | {"tasks": q["explain"]["tasks"]} for name, q in queries.items()}
+
+
+def _ratio(numerator: dict[str, Any], denominator: dict[str, Any], name: str) -> float:
+    return round(numerator[name]["summary"]["p50"] / denominator[name]["summary"]["p50"], 2)
+
+
+def run_ha(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
+    if args.harness:
+        cluster: Any = HarnessCluster.from_dir(str(args.harness))
+    else:
+        from cluster.config import load_config
+        from cluster.config.sources import read_stack_file, stack_file
+        from cluster.plan import build_plan
+
+        urls = dsns(args)
+        cluster = DockerCluster(build_plan(load_config(*read_stack_file(stack_file(args.stack))).config),
+                                urls["rw"], urls["ro"])
+    scenarios = args.scenario or ["coordinator-leader-kill", "worker-leader-kill"]
+    drills, first = [], None
+    for scenario in scenarios:
+        for i in range(args.repeat):
+            result = run_drill(cluster, scenario, writers=args.writers, readers=args.readers)
+            print(f"{scenario} #{i + 1}: first write {result.first_write_after} s, all writes ok "
+                  f"{result.writes_all_ok_after} s, healthy {result.recovered_after} s, lost {result.lost}",
+                  file=sys.stderr)
+            drills.append(result.summary())
+            first = first or result
+    medians = {
+        s: [len(ds := [d for d in drills if d["scenario"] == s]),
+            _median(ds, "first_write_after"), _median(ds, "writes_all_ok_after"), _median(ds, "recovered_after"),
+            sum(d["lost"] for d in ds)]
+        for s in scenarios
+    }
+    assert first is not None
+    writes = [(a.finished, a.ok) for a in first.attempts if a.kind == "write"]
+    seconds = per_second(writes, 0.0, max(t for t, _ in writes) if writes else 0.0)
+    timeline = {"title": f"{first.scenario}: writes per second (one drill)", "seconds": [s for s, _, _ in seconds],
+                "ok": [ok for _, ok, _ in seconds], "failed": [f for _, _, f in seconds], "kill_at": first.kill_at,
+                "recovered_at": first.kill_at + (first.recovered_after or 0)}
+    return {"meta": meta | {"scenarios": scenarios, "repeat": args.repeat}, "ha": {
+        "drills": drills, "medians": medians, "timeline": timeline}}
+
+
+def _median(drills: list[dict[str, Any]], key: str) -> float | None:
+    values = [d[key] for d in drills if d[key] is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

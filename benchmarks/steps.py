@@ -1,0 +1,256 @@
+"""The benchmark steps. Each takes DSNs and options and returns a plain, JSON-able dict for the report.
+
+load          the dataset by COPY, one connection per chunk in parallel (Citus routes each row to its shard)
+queries       single-query latency (warm-up, then repetitions) with EXPLAIN evidence of the index and tasks
+concurrency   throughput and latency at several client counts, per query and for a mix (psycopg pool)
+distribution  rows and bytes per shard and per worker, skew, shard count, colocation
+compare       the same queries on the seed's schema, the project's schema and (optionally) a single node
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from benchmarks.progress import progress
+from benchmarks.stats import LatencySummary, coefficient_of_variation, skew, throughput
+from benchmarks.workload import (
+    COLUMNS,
+    QUERIES,
+    SEED_INSERT,
+    SEED_SCHEMA,
+    SEED_TABLE,
+    SINGLE_NODE_SCHEMA,
+    TABLE,
+    Dataset,
+    Query,
+)
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+
+
+def is_citus(dsn: str) -> bool:
+    with connect(dsn) as conn:
+        return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() is not None
+
+
+# ---- load -----------------------------------------------------------------------------------------------
+def load(dsn: str, data: Dataset, table: str = TABLE, parallel: int = 4) -> dict[str, Any]:
+    """Empty `table` and COPY the dataset into it over `parallel` connections."""
+    with connect(dsn) as conn:
+        conn.execute(f"TRUNCATE {table}")
+    sizes = data.chunk_sizes(parallel)
+    with progress(f"load {table}", total=data.rows) as bar:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(parallel) as pool:
+            list(pool.map(lambda i: _copy_chunk(dsn, data, table, i, sizes[i], bar.advance), range(parallel)))
+        elapsed = time.perf_counter() - started
+    with connect(dsn) as conn:
+        conn.execute(f"ANALYZE {table}")
+        count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    if count != data.rows:
+        raise RuntimeError(f"load: {table} holds {count} rows after loading {data.rows}")
+    return {"table": table, "rows": count, "seconds": round(elapsed, 3), "rows_per_s": round(count / elapsed),
+            "method": f"COPY over {parallel} connections"}
+
+
+def _copy_chunk(dsn: str, data: Dataset, table: str, chunk: int, size: int, advance: Callable[[int], None]) -> None:
+    with connect(dsn) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY {table} ({COLUMNS}) FROM STDIN") as copy:
+            batch: list[str] = []
+            for line in data.copy_lines(chunk, size):
+                batch.append(line)
+                if len(batch) == 10_000:
+                    copy.write("".join(batch))
+                    advance(len(batch))
+                    batch = []
+            if batch:
+                copy.write("".join(batch))
+                advance(len(batch))
+
+
+def seed_insert(dsn: str, rows: int, table: str = TABLE) -> dict[str, Any]:
+    """The seed's way in (INSERT ... SELECT generate_series on the server), timed for comparison."""
+    with connect(dsn) as conn:
+        conn.execute(f"TRUNCATE {table}")
+        started = time.perf_counter()
+        conn.execute(SEED_INSERT.format(table=table), {"rows": rows})
+        elapsed = time.perf_counter() - started
+    return {"table": table, "rows": rows, "seconds": round(elapsed, 3), "rows_per_s": round(rows / elapsed),
+            "method": "the seed's INSERT ... SELECT generate_series"}
+
+
+# ---- single queries ---------------------------------------------------------------------------------------
+def time_query(dsn: str, query: Query, table: str, params: dict[str, Any], warmup: int, repeat: int) -> dict:
+    sql = query.sql.format(table=table)
+    with connect(dsn) as conn:
+        rows = 0
+        for _ in range(warmup):
+            rows = len(conn.execute(sql, params).fetchall())
+        seconds = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            conn.execute(sql, params).fetchall()
+            seconds.append(time.perf_counter() - started)
+        evidence = explain(conn, sql, params)
+    return {"summary": LatencySummary.of_seconds(seconds).as_dict(), "rows": rows, "explain": evidence,
+            "intended_index": query.index,
+            "index_used": query.index is None or any(query.index in i for i in evidence["indexes"])}
+
+
+def explain(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Which indexes the plan uses (on the shards, for Citus) and how many tasks/shards it touches."""
+    plan = conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    found: dict[str, list] = {"Index Name": [], "Task Count": []}
+    _walk(plan, found)
+    tasks = found["Task Count"]
+    return {"indexes": sorted(set(found["Index Name"])), "tasks": sum(tasks) if tasks else None}
+
+
+def _walk(node: Any, found: dict[str, list]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in found:
+                found[key].append(value)
+            _walk(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _walk(item, found)
+
+
+def queries(dsn: str, table: str, params: dict[str, Any], warmup: int = 2, repeat: int = 10,
+            names: Sequence[str] | None = None) -> dict[str, Any]:
+    chosen = [q for q in QUERIES if names is None or q.name in names]
+    results = {}
+    with progress(f"queries on {table}", total=len(chosen)) as bar:
+        for query in chosen:
+            results[query.name] = time_query(dsn, query, table, params, warmup, repeat)
+            bar.advance(1)
+    return results
+
+
+# ---- concurrency ------------------------------------------------------------------------------------------
+def concurrency(dsn: str, table: str, params: dict[str, Any], clients: Sequence[int], duration: float,
+                names: Sequence[str]) -> dict[str, Any]:
+    """Throughput and latency at each client count, for each named query and for their mix."""
+    workloads: dict[str, list[Query]] = {n: [q for q in QUERIES if q.name == n] for n in names}
+    workloads["mix"] = [q for q in QUERIES if q.name in names]
+    results: dict[str, Any] = {}
+    with progress("concurrency", total=len(workloads) * len(clients)) as bar:
+        for label, mix in workloads.items():
+            results[label] = {}
+            for n in clients:
+                results[label][str(n)] = _run_clients(dsn, table, params, mix, n, duration)
+                bar.advance(1)
+    return results
+
+
+def _run_clients(dsn: str, table: str, params: dict[str, Any], mix: list[Query], clients: int,
+                 duration: float) -> dict[str, Any]:
+    sqls = [q.sql.format(table=table) for q in mix]
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    with ConnectionPool(dsn, min_size=clients, max_size=clients, kwargs={"autocommit": True}, open=True) as pool:
+        pool.wait(timeout=60)
+        stop_at = time.perf_counter() + duration
+
+        def client(offset: int) -> None:
+            i = offset
+            while time.perf_counter() < stop_at:
+                sql = sqls[i % len(sqls)]
+                i += 1
+                started = time.perf_counter()
+                try:
+                    with pool.connection() as conn:
+                        conn.execute(sql, params).fetchall()
+                    with lock:
+                        latencies.append(time.perf_counter() - started)
+                except psycopg.Error:
+                    with lock:
+                        errors[0] += 1
+
+        began = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - began
+    if not latencies:
+        return {"tps": 0.0, "errors": errors[0], "count": 0}
+    summary = LatencySummary.of_seconds(latencies)
+    return {"tps": round(throughput(len(latencies), elapsed), 2), "errors": errors[0], "count": len(latencies),
+            "p50": summary.p50, "p95": summary.p95, "p99": summary.p99}
+
+
+# ---- distribution -----------------------------------------------------------------------------------------
+def distribution(dsn: str, table: str = TABLE) -> dict[str, Any]:
+    with connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT s.shardid, n.nodename || ':' || n.nodeport, r.result::bigint, b.result::bigint "
+            "FROM run_command_on_shards(%(t)s, 'SELECT count(*) FROM %%s') r "
+            "JOIN run_command_on_shards(%(t)s, 'SELECT pg_total_relation_size(''%%s'')') b "
+            "USING (shardid) JOIN pg_dist_shard s USING (shardid) JOIN pg_dist_placement p USING (shardid) "
+            "JOIN pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary' ORDER BY 1",
+            {"t": table},
+        ).fetchall()
+        colocation = conn.execute(
+            "SELECT table_name::text, colocation_id, distribution_column FROM citus_tables ORDER BY 2, 1"
+        ).fetchall()
+    shards = [{"shard": int(s), "node": node, "rows": int(r), "bytes": int(b)} for s, node, r, b in rows]
+    workers: dict[str, dict[str, int]] = {}
+    for shard in shards:
+        w = workers.setdefault(shard["node"], {"rows": 0, "bytes": 0, "shards": 0})
+        w["rows"] += shard["rows"]
+        w["bytes"] += shard["bytes"]
+        w["shards"] += 1
+    shard_rows = [s["rows"] for s in shards]
+    return {
+        "table": table,
+        "shard_count": len(shards),
+        "shards": shards,
+        "workers": [{"node": node, **values} for node, values in sorted(workers.items())],
+        "skew": {
+            "shard_rows_max_over_mean": round(skew(shard_rows), 3),
+            "shard_rows_cv": round(coefficient_of_variation(shard_rows), 3),
+            "worker_rows_max_over_mean": round(skew([w["rows"] for w in workers.values()]), 3),
+            "empty_shards": sum(1 for r in shard_rows if r == 0),
+        },
+        "colocation": [{"table": t, "colocation_id": c, "distribution_column": d} for t, c, d in colocation],
+    }
+
+
+# ---- compare ---------------------------------------------------------------------------------------------
+def prepare_seed_schema(dsn: str) -> dict[str, Any]:
+    """The seed's table next to the project's, filled with the very same rows (INSERT ... SELECT)."""
+    with connect(dsn) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {SEED_TABLE}")
+        for statement in SEED_SCHEMA:
+            conn.execute(statement)
+        started = time.perf_counter()
+        conn.execute(f"INSERT INTO {SEED_TABLE} ({COLUMNS}) SELECT {COLUMNS} FROM {TABLE}")
+        conn.execute(f"ANALYZE {SEED_TABLE}")
+        return {"rows_copied_seconds": round(time.perf_counter() - started, 3)}
+
+
+def prepare_single_node(dsn: str, data: Dataset, parallel: int) -> dict[str, Any]:
+    """A plain PostGIS database with the best indexes and the same rows; also times the seed's INSERT there."""
+    with connect(dsn) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        for statement in SINGLE_NODE_SCHEMA:
+            conn.execute(statement)
+    insert = seed_insert(dsn, data.rows)
+    copied = load(dsn, data, parallel=parallel)
+    return {"seed_insert": insert, "copy": copied}

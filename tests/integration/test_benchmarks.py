@@ -1,0 +1,49 @@
+"""A quick end-to-end benchmark run on the harness: every report file, every query and client count asked for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.__main__ import main
+from benchmarks.workload import QUERY_NAMES
+from cluster.provision import provision, read_migrations
+from tests.harness import Harness
+from tests.integration.conftest import SQL_DIR
+
+pytestmark = [pytest.mark.slow, pytest.mark.citus]
+
+
+def test_quick_run_writes_every_report_with_every_query_and_client_count(harness: Harness, tmp_path: Path) -> None:
+    provision(harness.target, read_migrations(SQL_DIR))
+    out = tmp_path / "run"
+    argv = ["run", "--harness", str(harness.base_dir), "--rows", "5000", "--repeat", "2", "--warmup", "1",
+            "--clients", "1,2,4", "--duration", "0.5", "--concurrency-queries", "radius_5km,bbox", "--out", str(out)]
+    assert main(argv) == 0
+    for name in ("results.json", "report.md", "report.html", "latency.png", "throughput.png", "distribution.png",
+                 "compare.png"):
+        assert (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    assert results["load"]["rows"] == 5000
+    assert set(results["queries"]) == set(QUERY_NAMES)
+    assert all(isinstance(q["index_used"], bool) for q in results["queries"].values())
+    # On tiny shards the planner may prefer scans; the radius query's geography index wins even here.
+    assert results["queries"]["radius_5km"]["index_used"], results["queries"]["radius_5km"]["explain"]
+    assert set(results["concurrency"]) == {"radius_5km", "bbox", "mix"}
+    assert all(set(by) == {"1", "2", "4"} for by in results["concurrency"].values())
+    assert sum(w["rows"] for w in results["distribution"]["workers"]) == 5000
+    assert set(results["compare"]["seed schema"]) == set(QUERY_NAMES)
+
+
+def test_ha_command_reports_a_drill_with_its_timeline(harness: Harness, tmp_path: Path) -> None:
+    out = tmp_path / "ha"
+    argv = ["ha", "--harness", str(harness.base_dir), "--scenario", "haproxy-restart", "--repeat", "1", "--out",
+            str(out)]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    drill = results["ha"]["drills"][0]
+    assert drill["scenario"] == "haproxy-restart" and drill["lost"] == 0
+    assert (out / "ha-timeline.png").stat().st_size > 0
+    assert "haproxy-restart" in (out / "report.md").read_text()
