@@ -25,7 +25,7 @@ from benchmarks.report import machine_info, write_reports
 from benchmarks.stats import per_second
 from benchmarks.workload import QUERY_NAMES, SEED_TABLE, TABLE, Dataset
 
-STEPS = ("load", "queries", "concurrency", "distribution", "compare")
+STEPS = ("load", "queries", "concurrency", "distribution", "workers", "overhead", "compare")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +82,24 @@ def dsns(args: argparse.Namespace) -> dict[str, str]:
     return {"rw": outputs["rw_dsn"], "ro": outputs["ro_dsn"]}
 
 
+def worker_leaders(args: argparse.Namespace) -> dict[str, str]:
+    """Each worker group's current leader DSN as reachable from here (published ports), by group label."""
+    from cluster.provision.health import check
+    from cluster.provision.target import ClusterTarget
+
+    if args.harness:
+        target = ClusterTarget.from_dict(json.loads((args.harness / "state.json").read_text())["target"])
+    elif args.stack:
+        from cluster.provision.cli import stack_target
+
+        target = stack_target(args.stack)
+    else:
+        return {}
+    leaders = check(target).leaders
+    return {f"worker{g}": next(m.dsn for m in target.members if m.name == name)
+            for g, name in sorted(leaders.items()) if g != 0}
+
+
 def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
     chosen = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = set(chosen) - set(STEPS)
@@ -110,6 +128,13 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
         results["concurrency"] = steps.concurrency(rw, TABLE, params, clients, args.duration, names)
     if "distribution" in chosen:
         results["distribution"] = steps.distribution(rw)
+    if "workers" in chosen:
+        leaders = worker_leaders(args)
+        names = [n for n in args.concurrency_queries.split(",") if n]
+        results["workers"] = steps.workers(rw, leaders, params, names, args.warmup, args.repeat) if leaders else {
+            "skipped": "needs --harness or --stack (member addresses)"}
+    if "overhead" in chosen:
+        results["overhead"] = steps.overhead(rw, params, clients=16, duration=args.duration)
     if "compare" in chosen:
         results["compare"] = compare(args, rw, data, params, results)
     return results

@@ -6,6 +6,8 @@ The results dict (every step optional):
   queries:      {query: {summary {count,min,mean,p50,p95,p99,max ms}, rows, explain {indexes, tasks}, index_used}}
   concurrency:  {query or "mix": {clients: {tps, p50, p95, p99, errors, count}}}
   distribution: {table, shard_count, shards [...], workers [...], skew {...}, colocation [...]}
+  workers:      {query: {"coordinator": p50, "<group> (any node)": p50, "<group> (own shards)": p50}}
+  overhead:     {query, clients, pgbench_tps, runner_tps, runner_over_pgbench}
   compare:      {variant: {query: summary}}, plus "ratios": {name: value}
   ha:           {drills: [DrillResult.summary()], timeline: {second: [ok, failed]}, medians {...}}
 """
@@ -62,6 +64,14 @@ def sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[An
             [w["node"], w["shards"], w["rows"], round(w["bytes"] / 2**20, 1)] for w in dist["workers"]]))
         out.append(("Skew", ["measure", "value"], [[k, v] for k, v in dist["skew"].items()]
                     + [["shard count", dist["shard_count"]]]))
+    if (workers := results.get("workers")) and "skipped" not in workers:
+        columns = list(next(iter(workers.values())))
+        out.append(("Per node: p50 ms (coordinator, through each worker, each worker's own shards)",
+                    ["query", *columns], [[q, *(row.get(c, "") for c in columns)] for q, row in workers.items()]))
+    if (over := results.get("overhead")) and "skipped" not in over:
+        out.append(("Client overhead", ["query", "clients", "pgbench q/s", "runner q/s", "runner / pgbench"],
+                    [[over["query"], over["clients"], over["pgbench_tps"], over["runner_tps"],
+                      over["runner_over_pgbench"]]]))
     if compare := results.get("compare"):
         variants = [v for v in compare if v != "ratios"]
         names = sorted({q for v in variants for q in compare[v]})

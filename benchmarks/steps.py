@@ -4,17 +4,26 @@ load          the dataset by COPY, one connection per chunk in parallel (Citus r
 queries       single-query latency (warm-up, then repetitions) with EXPLAIN evidence of the index and tasks
 concurrency   throughput and latency at several client counts, per query and for a mix (psycopg pool)
 distribution  rows and bytes per shard and per worker, skew, shard count, colocation
+workers       the same queries through the coordinator, through each worker leader, and on each worker's shards
+overhead      one query at 16 clients through pgbench and through this runner: is the runner the bottleneck?
 compare       the same queries on the seed's schema, the project's schema and (optionally) a single node
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -254,3 +263,73 @@ def prepare_single_node(dsn: str, data: Dataset, parallel: int) -> dict[str, Any
     insert = seed_insert(dsn, data.rows)
     copied = load(dsn, data, parallel=parallel)
     return {"seed_insert": insert, "copy": copied}
+
+
+# ---- workers (the successor of worker-benchmark.sh) ------------------------------------------------------
+def workers(rw: str, leaders: dict[str, str], params: dict[str, Any], names: Sequence[str], warmup: int,
+            repeat: int) -> dict[str, Any]:
+    """p50 of each query through the coordinator, through each worker leader (query from any node), and over
+    each worker's own shards only (what one worker contributes to a fanned-out query).
+
+    `leaders` maps a label (e.g. "worker1") to that group leader's superuser DSN as reachable from here.
+    """
+    chosen = [q for q in QUERIES if q.name in names]
+    with connect(rw) as conn:
+        shards = conn.execute(
+            "SELECT n.nodename || ':' || n.nodeport, array_agg(s.shard_name::text ORDER BY s.shardid) "
+            "FROM citus_shards s JOIN pg_dist_node n "
+            "ON (n.nodename, n.nodeport) = (s.nodename, s.nodeport) AND n.noderole = 'primary' "
+            "WHERE s.table_name = %s::regclass GROUP BY 1", (TABLE,)).fetchall()
+    by_node = dict(shards)
+    results: dict[str, Any] = {}
+    with progress("workers", total=len(chosen) * (1 + 2 * len(leaders))) as bar:
+        for query in chosen:
+            row = {"coordinator": time_query(rw, query, TABLE, params, warmup, repeat)["summary"]["p50"]}
+            bar.advance(1)
+            for label, dsn in leaders.items():
+                row[f"{label} (any node)"] = time_query(dsn, query, TABLE, params, warmup, repeat)["summary"]["p50"]
+                bar.advance(1)
+                node = _node_of(dsn, by_node)
+                if node is not None:
+                    local = "(" + " UNION ALL ".join(f"SELECT * FROM {s}" for s in by_node[node]) + ") AS local_shards"
+                    row[f"{label} (own shards)"] = time_query(dsn, query, local, params, warmup, repeat)["summary"][
+                        "p50"]
+                bar.advance(1)
+            results[query.name] = row
+    return results
+
+
+def _node_of(dsn: str, by_node: dict[str, list[str]]) -> str | None:
+    """Which pg_dist_node entry a DSN reaches (by the server's own port and listen address)."""
+    with connect(dsn) as conn:
+        port = conn.execute("SELECT current_setting('port')").fetchone()[0]
+    return next((node for node in by_node if node.rsplit(":", 1)[1] == port), None)
+
+
+# ---- client overhead -------------------------------------------------------------------------------------
+def overhead(rw: str, params: dict[str, Any], clients: int = 16, duration: float = 10.0,
+             query_name: str = "radius_5km") -> dict[str, Any]:
+    """The same query at `clients` through pgbench and through this runner; the ratio says who is the limit."""
+    pgbench = shutil.which("pgbench") or next(
+        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
+    if pgbench is None:
+        return {"skipped": "pgbench not found (it ships with the PostgreSQL server package)"}
+    query = next(q for q in QUERIES if q.name == query_name)
+    sql = query.sql.format(table=TABLE).replace("%(now)s", f"'{params['now'].isoformat()}'::timestamptz")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write(sql + ";\n")
+    url = urlsplit(rw)  # the password travels in the environment, never on a command line
+    env = {**os.environ, "PGPASSWORD": unquote(url.password or "")}
+    bare = urlunsplit(url._replace(netloc=url.netloc.rsplit("@", 1)[1] if "@" in url.netloc else url.netloc))
+    user = ["-U", unquote(url.username)] if url.username else []
+    seconds = str(max(1, round(duration)))  # pgbench counts whole seconds
+    argv = [pgbench, "-n", "-c", str(clients), "-j", str(min(clients, 4)), "-T", seconds, *user, "-f", script.name]
+    done = subprocess.run([*argv, bare], capture_output=True, text=True, env=env, timeout=duration + 120)
+    Path(script.name).unlink()
+    match = re.search(r"tps = ([0-9.]+)", done.stdout)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"pgbench failed: {done.stderr.strip() or done.stdout.strip()}")
+    pgbench_tps = float(match.group(1))
+    runner = _run_clients(rw, TABLE, params, [query], clients, duration)
+    return {"query": query_name, "clients": clients, "pgbench_tps": pgbench_tps, "runner_tps": runner["tps"],
+            "runner_over_pgbench": round(runner["tps"] / pgbench_tps, 3)}

@@ -35,6 +35,9 @@ def test_quick_run_writes_every_report_with_every_query_and_client_count(harness
     assert all(set(by) == {"1", "2", "4"} for by in results["concurrency"].values())
     assert sum(w["rows"] for w in results["distribution"]["workers"]) == 5000
     assert set(results["compare"]["seed schema"]) == set(QUERY_NAMES)
+    per_node = results["workers"]["radius_5km"]
+    assert {"coordinator", "worker1 (any node)", "worker1 (own shards)", "worker2 (own shards)"} <= set(per_node)
+    assert results["overhead"]["pgbench_tps"] > 0 and results["overhead"]["runner_tps"] > 0
 
 
 def test_ha_command_reports_a_drill_with_its_timeline(harness: Harness, tmp_path: Path) -> None:

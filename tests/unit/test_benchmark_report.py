@@ -25,6 +25,9 @@ RESULTS = {
                                                                             "shards": 1}],
         "skew": {"shard_rows_max_over_mean": 1.2}, "colocation": [],
     },
+    "workers": {"radius_5km": {"coordinator": 5.0, "worker1 (any node)": 5.5, "worker1 (own shards)": 2.0}},
+    "overhead": {"query": "radius_5km", "clients": 16, "pgbench_tps": 100.0, "runner_tps": 95.0,
+                 "runner_over_pgbench": 0.95},
     "compare": {"seed schema": {"radius_5km": SUMMARY}, "project schema": {"radius_5km": SUMMARY},
                 "ratios": {"radius_5km: seed / project": 1.0}},
     "ha": {
@@ -50,7 +53,8 @@ def test_every_report_file_is_written(tmp_path: Path) -> None:
 
 def test_markdown_lists_every_query_and_client_count() -> None:
     text = render_markdown(RESULTS)
-    for needle in ("radius_5km", "bbox", "| radius_5km | 64 | 640.0 |", "coordinator-leader-kill", "x_geog_idx_102008"):
+    for needle in ("radius_5km", "bbox", "| radius_5km | 64 | 640.0 |", "coordinator-leader-kill", "x_geog_idx_102008",
+                   "| radius_5km | 5.0 | 5.5 | 2.0 |", "| radius_5km | 16 | 100.0 | 95.0 | 0.95 |"):
         assert needle in text
 
 
