@@ -24,6 +24,7 @@ from benchmarks.ha import SCENARIOS, DockerCluster, HarnessCluster, run_drill
 from benchmarks.report import machine_info, write_reports
 from benchmarks.stats import per_second
 from benchmarks.workload import QUERY_NAMES, SEED_TABLE, TABLE, Dataset
+from cluster.provision.cli import redact
 
 STEPS = ("load", "queries", "concurrency", "distribution", "workers", "overhead", "compare")
 
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ha.add_argument("--readers", type=int, default=2)
     args = parser.parse_args(argv)
     out = args.out or Path("benchmarks/results") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    meta = {"command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
+    command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
+    meta = {"command": redact(command),  # reports get committed: no DSN password in them
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info()}
     try:
         results = run_benchmarks(args, meta) if args.command == "run" else run_ha(args, meta)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from benchmarks.__main__ import main
@@ -19,7 +20,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.citus]
 def test_quick_run_writes_every_report_with_every_query_and_client_count(harness: Harness, tmp_path: Path) -> None:
     provision(harness.target, read_migrations(SQL_DIR))
     out = tmp_path / "run"
-    argv = ["run", "--harness", str(harness.base_dir), "--rows", "5000", "--repeat", "2", "--warmup", "1",
+    with psycopg.connect(harness.dsn(database="postgres"), autocommit=True) as admin:  # a plain database as baseline
+        admin.execute("DROP DATABASE IF EXISTS baseline")
+        admin.execute("CREATE DATABASE baseline")
+    argv = ["run", "--harness", str(harness.base_dir), "--baseline-dsn", harness.dsn(database="baseline"),
+            "--rows", "5000", "--repeat", "2", "--warmup", "1",
             "--clients", "1,2,4", "--duration", "0.5", "--concurrency-queries", "radius_5km,bbox", "--out", str(out)]
     assert main(argv) == 0
     for name in ("results.json", "report.md", "report.html", "latency.png", "throughput.png", "distribution.png",
@@ -27,6 +32,7 @@ def test_quick_run_writes_every_report_with_every_query_and_client_count(harness
         assert (out / name).stat().st_size > 0, name
     results = json.loads((out / "results.json").read_text())
     assert results["load"]["rows"] == 5000
+    assert harness.passwords.superuser not in (out / "results.json").read_text()
     assert set(results["queries"]) == set(QUERY_NAMES)
     assert all(isinstance(q["index_used"], bool) for q in results["queries"].values())
     # On tiny shards the planner may prefer scans; the radius query's geography index wins even here.
@@ -35,6 +41,8 @@ def test_quick_run_writes_every_report_with_every_query_and_client_count(harness
     assert all(set(by) == {"1", "2", "4"} for by in results["concurrency"].values())
     assert sum(w["rows"] for w in results["distribution"]["workers"]) == 5000
     assert set(results["compare"]["seed schema"]) == set(QUERY_NAMES)
+    assert set(results["compare"]["single node"]) == set(QUERY_NAMES)
+    assert len(results["compare"]["ratios"]) == 3
     per_node = results["workers"]["radius_5km"]
     assert {"coordinator", "worker1 (any node)", "worker1 (own shards)", "worker2 (own shards)"} <= set(per_node)
     assert results["overhead"]["pgbench_tps"] > 0 and results["overhead"]["runner_tps"] > 0
