@@ -237,6 +237,8 @@ def run_drill(
         time.sleep(after)
     attempts = sorted(load.attempts, key=lambda a: a.started)
     found = _found(cluster, load.tried)
+    with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {TABLE}")  # counted; leave nothing behind in the cluster under test
     acknowledged = load.acknowledged
     failed_writes = [a.finished for a in attempts if a.kind == "write" and not a.ok and a.started >= kill_at]
     return DrillResult(

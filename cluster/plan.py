@@ -223,6 +223,10 @@ class PortBook:
         self.assigned: dict[str, int] = dict(assigned or {})
         self._free = iter(free)
 
+    def offer(self, free: Iterable[int]) -> None:
+        """Ports new listeners may draw from from now on (replacing any not yet drawn)."""
+        self._free = iter(free)
+
     def port(self, name: str, role: str) -> int:
         key = f"{name}/{role}"
         if key not in self.assigned:

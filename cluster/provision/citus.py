@@ -65,14 +65,15 @@ def primaries(conn: psycopg.Connection) -> dict[int, NodeRow]:
 def register(
     conn: psycopg.Connection, target: ClusterTarget, leaders: dict[int, str], grace: float = 30.0
 ) -> list[str]:
-    """Make pg_dist_node hold every group's current leader; returns what this call had to add or fix.
+    """Make pg_dist_node hold every group's current leader as primary and its other members as secondaries;
+    returns what this call had to add or fix.
 
     Patroni registers on its own heartbeat, so give it `grace` seconds before stepping in: two writers
     adding the same node at once would collide.
     """
     expected = {g: next(m for m in target.members if m.name == name) for g, name in leaders.items()}
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _mismatches(conn, expected):
+    while time.monotonic() < deadline and (_mismatches(conn, expected) or _missing_secondaries(conn, target, leaders)):
         time.sleep(1)
     changes = []
     for group, member in expected.items():
@@ -86,9 +87,24 @@ def register(
         else:
             conn.execute("SELECT citus_update_node(%s, %s, %s)", (row.nodeid, member.host, member.port))
         changes.append(f"group {group}: registered {member.name} ({member.host}:{member.port})")
+    for replica in _missing_secondaries(conn, target, leaders):
+        leader = expected[replica.group]
+        try:
+            conn.execute("SELECT citus_add_secondary_node(%s, %s, %s, %s)",
+                         (replica.host, replica.port, leader.host, leader.port))
+        except psycopg.errors.UniqueViolation:
+            continue  # Patroni added it in the meantime
+        changes.append(f"group {replica.group}: registered {replica.name} as secondary")
     for change in changes:
         log.info(change)
     return changes
+
+
+def _missing_secondaries(conn: psycopg.Connection, target: ClusterTarget, leaders: dict[int, str]) -> list:
+    """Members that are not their group's leader and have no pg_dist_node row yet."""
+    registered = {(row.host, row.port) for row in nodes(conn)}
+    return [m for m in target.members
+            if m.group in leaders and m.name != leaders[m.group] and (m.host, m.port) not in registered]
 
 
 def _mismatches(conn: psycopg.Connection, expected: dict) -> list[int]:

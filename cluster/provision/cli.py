@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         target = resolve_target(args)
         if args.check:
             return _check(target, args.json)
+        if not target.app_password:
+            raise UsageError("provisioning sets the application role's password: export CITUS_APP_PASSWORD "
+                             "(or use --check to only report)")
         result = provision(target, read_migrations(project_root() / "sql"), rebalance=args.rebalance,
                            health_timeout=args.timeout)
         print(json.dumps(result.outputs() | {"registered": result.registered, "newly_applied":

@@ -9,10 +9,13 @@ Patroni cluster, so the non-Citus tests still run on the same files.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 import urllib.error
@@ -92,8 +95,6 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def free_ports(count: int) -> list[int]:
     """`count` distinct ports nobody listens on right now (the kernel picks them)."""
-    import socket
-
     sockets, ports = [], []
     try:
         for _ in range(count):
@@ -146,7 +147,7 @@ class Harness:
         return harness
 
     def _plan(self) -> Plan:
-        self.book._free = iter(free_ports(64))  # more than any growth step needs; unused ones are never bound
+        self.book.offer(free_ports(64))  # more than any growth step needs; unused ones are never bound
         return build_plan(self.config, LocalLayout(str(self.base_dir), self.book, self.bin_dir))
 
     @property
@@ -325,8 +326,6 @@ class Harness:
 
     def kill_member(self, name: str) -> None:
         """What `docker kill` does to a member container: Patroni and PostgreSQL die at once, no cleanup."""
-        import signal
-
         postmaster = self.postmaster_pid(name)
         backends = processes.children(postmaster) if postmaster else []
         processes.signal_group(self.procs[name].pid, signal.SIGKILL)
@@ -336,8 +335,6 @@ class Harness:
 
     def kill_postgres(self, name: str) -> None:
         """A PostgreSQL crash under a live Patroni."""
-        import signal
-
         processes.signal_group(self.postmaster_pid(name), signal.SIGKILL)
 
     def stop_member(self, name: str) -> None:
@@ -349,8 +346,6 @@ class Harness:
 
     def kill_process(self, name: str) -> None:
         """SIGKILL any harness process by name (etcd members, HAProxy)."""
-        import signal
-
         processes.signal_group(self.procs[name].pid, signal.SIGKILL)
         processes.wait_for(lambda: not self.procs[name].alive(), 10)
 
@@ -362,8 +357,6 @@ class Harness:
 
     def switchover(self, leader: str, timeout: float = 60.0) -> None:
         """A planned switchover through the leader's Patroni REST API (authenticated, as unsafe endpoints are)."""
-        import base64
-
         member = self.member(leader)
         body = json.dumps({"leader": leader}).encode()
         request = urllib.request.Request(f"{self.patroni_url(leader)}/switchover", data=body, method="POST")

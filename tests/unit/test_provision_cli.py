@@ -44,8 +44,9 @@ def test_harness_state_gives_the_target(tmp_path: Path) -> None:
         (["--dsn", "postgresql://u:p@h:1/d"], "needs at least one --patroni"),
         (["--dsn", "postgresql://u:p@h:1/d", "--patroni", "http://h:8008"], "expected GROUP=URL"),
         (["--harness", "/nonexistent"], "state.json not found"),
+        (["--dsn", "postgresql://u:p@h:1/d", "--patroni", "0=http://127.0.0.1:1"], "cannot read member identity"),
     ],
-    ids=["no-patroni", "patroni-without-group", "not-a-harness"],
+    ids=["no-patroni", "patroni-without-group", "not-a-harness", "patroni-unreachable"],
 )
 def test_usage_problems_exit_2_with_the_fix(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["provision", *argv]) == 2
@@ -94,3 +95,13 @@ def test_unhealthy_check_exits_1_listing_problems(
     monkeypatch.setattr(cli, "check", lambda _t: HealthReport(problems=["w2 (group 2): Patroni REST unreachable"]))
     assert main(["provision", "--harness", str(state_dir(tmp_path)), "--check"]) == 1
     assert "NOT HEALTHY\n  - w2 (group 2): Patroni REST unreachable" in capsys.readouterr().out
+
+
+def test_manual_mode_needs_the_app_password_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(cli, "member_identity", lambda url: ("c0", "127.0.0.1", 5432))
+    monkeypatch.delenv("CITUS_APP_PASSWORD", raising=False)
+    argv = ["provision", "--dsn", "postgresql://postgres:pw@127.0.0.1:5432/citus", "--patroni", "0=http://h:8008"]
+    assert main(argv) == 2
+    assert "export CITUS_APP_PASSWORD" in capsys.readouterr().err
