@@ -66,7 +66,7 @@ class Attempt:
 @dataclass
 class DrillResult:
     scenario: str
-    synchronous: bool
+    synchronous: bool  # as found on the coordinator leader (synchronous_standby_names set)
     writers: int
     readers: int
     victim: str
@@ -160,12 +160,15 @@ class Load:
         self._loop("read", client, self.cluster.ro_dsn, lambda conn: conn.execute("SELECT 1").fetchone())
 
 
-def prepare_table(cluster: DrillCluster) -> None:
+def prepare_table(cluster: DrillCluster) -> bool:
+    """Create the drill's table; return whether the coordinator leader commits synchronously."""
     with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
+        synchronous = conn.execute("SELECT current_setting('synchronous_standby_names') <> ''").fetchone()[0]
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
         conn.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz DEFAULT now())")
         if cluster.citus:  # spread over every worker group, so a worker kill hits acknowledged rows
             conn.execute(f"SELECT create_distributed_table('{TABLE}', 'id')")
+    return bool(synchronous)
 
 
 def leader_of(cluster: DrillCluster, group: int) -> str | None:
@@ -207,13 +210,12 @@ def run_drill(
     baseline: float = 5.0,
     after: float = 5.0,
     timeout: float = 120.0,
-    synchronous: bool = True,
 ) -> DrillResult:
     """One drill from healthy to healthy; raises TimeoutError if the cluster does not heal within `timeout`."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
     _wait(lambda: fully_healthy(cluster, None), timeout, "the cluster to be healthy before the drill")
-    prepare_table(cluster)
+    synchronous = prepare_table(cluster)
     start = time.monotonic()
     notes: list[str] = []
     with Load(cluster, writers, readers, start) as load:

@@ -184,7 +184,18 @@ class Harness:
             "pids": {name: p.pid for name, p in self.procs.items()},
         }
 
+    def _adopt_recorded(self) -> None:
+        """Take over live processes that another Harness object on this directory started and recorded."""
+        state = self.base_dir / STATE_FILE
+        if not state.exists():
+            return
+        for name, proc in json.loads(state.read_text())["processes"].items():
+            recorded = Proc(**proc)
+            if recorded.alive() and (name not in self.procs or not self.procs[name].alive()):
+                self.procs[name] = recorded
+
     def save(self) -> None:
+        self._adopt_recorded()
         state = {
             "config": self.config.model_dump(mode="json", by_alias=True),
             "ports": self.book.assigned,
@@ -246,12 +257,7 @@ class Harness:
         Processes another Harness object started on this directory (a benchmark run restarting HAProxy, say)
         are in the state file; they are stopped too.
         """
-        state = self.base_dir / STATE_FILE
-        if state.exists():
-            recorded = json.loads(state.read_text())["processes"]
-            for name, proc in recorded.items():
-                if name not in self.procs or not self.procs[name].alive():
-                    self.procs[name] = Proc(**proc)
+        self._adopt_recorded()
         etcd = {e.name for e in self.plan.etcd}
         self._stop_procs([name for name in self.procs if name not in etcd])
         self._stop_procs([name for name in self.procs if name in etcd])

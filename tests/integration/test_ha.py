@@ -43,6 +43,7 @@ def assert_nothing_lost(result) -> None:  # type: ignore[no-untyped-def]
 def test_coordinator_leader_kill_fails_over_and_loses_no_acknowledged_write(drills: HarnessCluster) -> None:
     result = run_drill(drills, "coordinator-leader-kill")
     assert_nothing_lost(result)
+    assert result.synchronous is True
     assert result.first_write_after is not None and result.first_write_after <= HARD_KILL_BOUND, result.summary()
     assert result.new_leader not in (None, result.victim)
     assert drills.role(result.victim) == "replica"  # the old leader rejoined (pg_rewind/basebackup as needed)
@@ -100,7 +101,7 @@ def test_without_synchronous_mode_the_drill_reports_the_loss_window_honestly() -
     try:
         if harness.citus:
             provision(harness.target, read_migrations(SQL_DIR))
-        result = run_drill(HarnessCluster(harness), "coordinator-leader-kill", synchronous=False)
+        result = run_drill(HarnessCluster(harness), "coordinator-leader-kill")
     finally:
         harness.down()
     assert result.synchronous is False
