@@ -27,8 +27,10 @@ from typing import Any, Protocol
 
 import psycopg
 
-SCENARIOS = ("coordinator-leader-kill", "worker-leader-kill", "postgres-crash", "switchover", "haproxy-restart",
-             "etcd-member-loss")
+SCENARIOS = ("coordinator-leader-kill", "worker-leader-kill", "coordinator-leader-freeze", "postgres-crash",
+             "switchover", "haproxy-restart", "etcd-member-loss")
+# Scenarios where the victim's group must elect another leader before the victim may come back.
+LEADER_LOSS = ("coordinator-leader-kill", "worker-leader-kill", "coordinator-leader-freeze")
 TABLE = "ha_drill"
 
 
@@ -45,6 +47,8 @@ class DrillCluster(Protocol):
     def state(self, member: str) -> dict[str, Any]: ...
     def address(self, member: str) -> tuple[str, int]: ...  # what pg_dist_node registers for it
     def kill(self, member: str) -> None: ...  # like `docker kill`: Patroni and PostgreSQL die at once
+    def freeze(self, member: str) -> None: ...  # like `docker pause`: alive but silent, as if partitioned
+    def thaw(self, member: str) -> None: ...
     def crash_postgres(self, member: str) -> None: ...
     def restart(self, member: str) -> None: ...
     def restart_balancer(self) -> None: ...
@@ -226,7 +230,7 @@ def run_drill(
         first_write = _wait_first(load, "write", kill_at, timeout)
         first_read = _wait_first(load, "read", kill_at, timeout)
         group = _victim_group(cluster, victim)
-        if scenario.endswith("leader-kill") and group is not None:
+        if scenario in LEADER_LOSS and group is not None:
             # Bring the old leader back only once another member leads; restarted earlier it would find its own
             # leader key still alive in etcd and simply resume, which measures a restart, not a failover.
             _wait(lambda: leader_of(cluster, group) not in (None, victim), timeout, f"a new leader of group {group}")
@@ -278,6 +282,12 @@ def _break(cluster: DrillCluster, scenario: str, notes: list[str]) -> tuple[str,
     if scenario in ("coordinator-leader-kill", "worker-leader-kill"):
         cluster.kill(leader)
         return leader, lambda: cluster.restart(leader)
+    if scenario == "coordinator-leader-freeze":
+        # The closest to a network partition loopback allows: the leader cannot renew its lock nor answer;
+        # when it wakes up it must find it lost the lock and step down (no split brain), then rejoin.
+        cluster.freeze(leader)
+        notes.append("leader frozen (SIGSTOP / docker pause) until another member led, then thawed")
+        return leader, lambda: cluster.thaw(leader)
     if scenario == "postgres-crash":
         cluster.crash_postgres(leader)
         return leader, lambda: None  # Patroni restarts or fails over on its own
@@ -403,6 +413,12 @@ class HarnessCluster:
     def kill(self, member: str) -> None:
         self.h.kill_member(member)
 
+    def freeze(self, member: str) -> None:
+        self.h.freeze_member(member)
+
+    def thaw(self, member: str) -> None:
+        self.h.thaw_member(member)
+
     def crash_postgres(self, member: str) -> None:
         self.h.kill_postgres(member)
 
@@ -451,6 +467,12 @@ class DockerCluster:
 
     def kill(self, member: str) -> None:
         _docker("kill", member)
+
+    def freeze(self, member: str) -> None:
+        _docker("pause", member)
+
+    def thaw(self, member: str) -> None:
+        _docker("unpause", member)
 
     def crash_postgres(self, member: str) -> None:
         pid_file = f"{self._members[member].data_dir}/postmaster.pid"

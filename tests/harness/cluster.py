@@ -330,14 +330,26 @@ class Harness:
         except (OSError, ValueError, IndexError):
             return 0
 
-    def kill_member(self, name: str) -> None:
-        """What `docker kill` does to a member container: Patroni and PostgreSQL die at once, no cleanup."""
+    def _signal_member(self, name: str, sig: signal.Signals) -> int:
+        """Send `sig` to a member's Patroni, postmaster and backends (as Docker does to a container's processes)."""
         postmaster = self.postmaster_pid(name)
         backends = processes.children(postmaster) if postmaster else []
-        processes.signal_group(self.procs[name].pid, signal.SIGKILL)
+        processes.signal_group(self.procs[name].pid, sig)
         for pid in (postmaster, *backends):  # Patroni starts the postmaster in its own session
-            processes.signal_group(pid, signal.SIGKILL)
+            processes.signal_group(pid, sig)
+        return postmaster
+
+    def kill_member(self, name: str) -> None:
+        """What `docker kill` does to a member container: Patroni and PostgreSQL die at once, no cleanup."""
+        postmaster = self._signal_member(name, signal.SIGKILL)
         processes.wait_for(lambda: not self.procs[name].alive() and not processes.pid_alive(postmaster), 10)
+
+    def freeze_member(self, name: str) -> None:
+        """What `docker pause` does: every process of the member stops answering, as if cut off the network."""
+        self._signal_member(name, signal.SIGSTOP)
+
+    def thaw_member(self, name: str) -> None:
+        self._signal_member(name, signal.SIGCONT)
 
     def kill_postgres(self, name: str) -> None:
         """A PostgreSQL crash under a live Patroni."""

@@ -1,7 +1,8 @@
 """HA drills on real processes: break a piece under write and read load, heal, and lose nothing.
 
 Bounds, from Patroni's timings (cluster/render/patroni.py): a hard kill (Patroni and PostgreSQL die at once,
-like `docker kill`) leaves the leader key in etcd until its ttl runs out, so writes come back within ttl + 2 s;
+like `docker kill`) leaves the leader key in etcd until its ttl runs out, so writes come back within ttl + 2 s
+(a frozen leader, our stand-in for a network partition on loopback, within ttl + 4 s);
 everything Patroni sees happen (PostgreSQL crash, switchover) and HAProxy restarts come back within 5 s.
 """
 
@@ -19,6 +20,9 @@ from tests.integration.conftest import SQL_DIR, start_harness
 
 pytestmark = pytest.mark.slow
 HARD_KILL_BOUND = TTL + 2
+# A frozen leader (SIGSTOP, `docker pause`) refuses nothing: it is noticed by time-outs, HAProxy's check timeout
+# (2 s) among them, so its bound carries that on top of a hard kill's.
+FREEZE_BOUND = HARD_KILL_BOUND + 2
 SOFT_BOUND = 5.0
 
 
@@ -48,6 +52,16 @@ def test_coordinator_leader_kill_fails_over_and_loses_no_acknowledged_write(dril
     assert result.new_leader not in (None, result.victim)
     assert drills.role(result.victim) == "replica"  # the old leader rejoined (pg_rewind/basebackup as needed)
     assert result.phases["after recovery"]["write_success_pct"] == 100.0
+
+
+def test_frozen_coordinator_leader_is_replaced_and_steps_down_when_it_wakes(drills: HarnessCluster) -> None:
+    """A partitioned-like leader (frozen: alive, silent) loses its lock; on waking it must not lead twice."""
+    result = run_drill(drills, "coordinator-leader-freeze")
+    assert_nothing_lost(result)
+    assert result.first_write_after is not None and result.first_write_after <= FREEZE_BOUND, result.summary()
+    assert result.new_leader not in (None, result.victim)
+    assert drills.role(result.victim) == "replica"
+    assert [m for m in drills.members(0) if drills.role(m) == "primary"] == [result.new_leader]
 
 
 @pytest.mark.citus

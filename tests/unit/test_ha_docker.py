@@ -27,12 +27,15 @@ def test_docker_drills_act_on_the_planned_containers(calls: list[tuple[str, ...]
     cluster.restart_balancer()
     assert cluster.kill_etcd() == "citus-etcd-2"
     cluster.switchover(1, "citus-worker1-0")
+    cluster.freeze("citus-coordinator-0")
+    cluster.thaw("citus-coordinator-0")
     assert calls[0] == ("kill", "citus-coordinator-0") and calls[1] == ("start", "citus-coordinator-0")
     assert calls[2][:2] == ("exec", "citus-worker1-0")
     assert "/var/lib/postgresql/data/pgdata/postmaster.pid" in calls[2][-1]
     assert calls[3] == ("restart", "citus-haproxy") and calls[4] == ("kill", "citus-etcd-2")
     assert calls[5] == ("exec", "citus-worker1-0", "/opt/patroni/bin/patronictl", "-c", "/etc/patroni", "switchover",
                         "--group", "1", "--leader", "citus-worker1-0", "--force")
+    assert calls[6:] == [("pause", "citus-coordinator-0"), ("unpause", "citus-coordinator-0")]
 
 
 def test_unknown_scenarios_are_refused_before_anything_happens(calls: list[tuple[str, ...]]) -> None:
