@@ -2,7 +2,7 @@
 
 Bounds, from Patroni's timings (cluster/render/patroni.py): a hard kill (Patroni and PostgreSQL die at once,
 like `docker kill`) leaves the leader key in etcd until its ttl runs out, so writes come back within ttl + 2 s
-(a frozen leader, our stand-in for a network partition on loopback, within ttl + 4 s);
+(a frozen leader, our stand-in for a network partition on loopback, within ttl + 5 s);
 everything Patroni sees happen (PostgreSQL crash, switchover) and HAProxy restarts come back within 5 s.
 """
 
@@ -20,9 +20,10 @@ from tests.integration.conftest import SQL_DIR, start_harness
 
 pytestmark = pytest.mark.slow
 HARD_KILL_BOUND = TTL + 2
-# A frozen leader (SIGSTOP, `docker pause`) refuses nothing: it is noticed by time-outs, HAProxy's check timeout
-# (2 s) among them, so its bound carries that on top of a hard kill's.
-FREEZE_BOUND = HARD_KILL_BOUND + 2
+# A frozen leader (SIGSTOP, `docker pause`) refuses nothing: before promoting, Patroni asks every member for its
+# state and waits out the silent one (2 s time-out, Patroni's own), and HAProxy's checks time out instead of
+# failing fast (one more 1 s interval). Measured 22.4-23.1 s over 5 drills.
+FREEZE_BOUND = HARD_KILL_BOUND + 2 + 1
 SOFT_BOUND = 5.0
 
 
