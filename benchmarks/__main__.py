@@ -9,7 +9,6 @@ Reports (results.json, report.md, report.html, PNGs) go to --out (default benchm
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
@@ -24,7 +23,9 @@ from benchmarks.ha import SCENARIOS, DockerCluster, HarnessCluster, run_drill
 from benchmarks.report import machine_info, write_reports
 from benchmarks.stats import per_second
 from benchmarks.workload import QUERY_NAMES, SEED_TABLE, TABLE, Dataset
-from cluster.provision.cli import redact
+from cluster.provision.cli import UsageError, harness_target, pulumi_outputs, redact, stack_target
+from cluster.provision.health import check
+from cluster.provision.target import ClusterTarget
 
 STEPS = ("load", "queries", "concurrency", "distribution", "workers", "overhead", "compare")
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info()}
     try:
         results = run_benchmarks(args, meta) if args.command == "run" else run_ha(args, meta)
-    except (psycopg.Error, RuntimeError, TimeoutError, ValueError) as exc:
+    except (psycopg.Error, RuntimeError, TimeoutError, ValueError, UsageError) as exc:
         print(f"benchmarks: {exc}", file=sys.stderr)
         return 1
     files = write_reports(results, out)
@@ -72,31 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def dsns(args: argparse.Namespace) -> dict[str, str]:
-    if getattr(args, "dsn", None):
-        return {"rw": args.dsn}
+def cluster_target(args: argparse.Namespace) -> ClusterTarget | None:
+    """The cluster named by --harness or --stack, resolved once (None for a bare --dsn: no member addresses)."""
     if args.harness:
-        state = json.loads((args.harness / "state.json").read_text())
-        return {"rw": state["rw_dsn"], "ro": state["ro_dsn"]}
-    from cluster.provision.cli import pulumi_outputs
-
-    outputs = pulumi_outputs(args.stack)
-    return {"rw": outputs["rw_dsn"], "ro": outputs["ro_dsn"]}
+        return harness_target(args.harness)
+    if args.stack:
+        return stack_target(args.stack)
+    return None
 
 
-def worker_leaders(args: argparse.Namespace) -> dict[str, str]:
+def worker_leaders(target: ClusterTarget) -> dict[str, str]:
     """Each worker group's current leader DSN as reachable from here (published ports), by group label."""
-    from cluster.provision.health import check
-    from cluster.provision.target import ClusterTarget
-
-    if args.harness:
-        target = ClusterTarget.from_dict(json.loads((args.harness / "state.json").read_text())["target"])
-    elif args.stack:
-        from cluster.provision.cli import stack_target
-
-        target = stack_target(args.stack)
-    else:
-        return {}
     leaders = check(target).leaders
     return {f"worker{g}": next(m.dsn for m in target.members if m.name == name)
             for g, name in sorted(leaders.items()) if g != 0}
@@ -107,7 +94,8 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
     unknown = set(chosen) - set(STEPS)
     if unknown:
         raise ValueError(f"unknown steps {sorted(unknown)}; choose from {', '.join(STEPS)}")
-    rw = dsns(args)["rw"]
+    target = cluster_target(args)
+    rw = args.dsn or target.rw_dsn
     data = Dataset(args.rows, args.seed)
     params = {"now": data.now}
     with steps.connect(rw) as conn:
@@ -131,7 +119,7 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
     if "distribution" in chosen:
         results["distribution"] = steps.distribution(rw)
     if "workers" in chosen:
-        leaders = worker_leaders(args)
+        leaders = worker_leaders(target) if target else {}
         names = [n for n in args.concurrency_queries.split(",") if n]
         results["workers"] = steps.workers(rw, leaders, params, names, args.warmup, args.repeat) if leaders else {
             "skipped": "needs --harness or --stack (member addresses)"}
@@ -181,9 +169,9 @@ def run_ha(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
         from cluster.config.sources import read_stack_file, stack_file
         from cluster.plan import build_plan
 
-        urls = dsns(args)
+        outputs = pulumi_outputs(args.stack)
         cluster = DockerCluster(build_plan(load_config(*read_stack_file(stack_file(args.stack))).config),
-                                urls["rw"], urls["ro"])
+                                outputs["rw_dsn"], outputs["ro_dsn"])
     scenarios = args.scenario or ["coordinator-leader-kill", "worker-leader-kill"]
     drills, first = [], None
     for scenario in scenarios:

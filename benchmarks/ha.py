@@ -15,17 +15,17 @@ Docker (`docker kill`), the latter found through the stack's published Patroni p
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import psycopg
+
+from cluster.provision.health import rest_json
+from cluster.provision.health import role as member_role
 
 SCENARIOS = ("coordinator-leader-kill", "worker-leader-kill", "coordinator-leader-freeze", "postgres-crash",
              "switchover", "haproxy-restart", "etcd-member-loss")
@@ -189,7 +189,7 @@ def fully_healthy(cluster: DrillCluster, victim: str | None) -> bool:
             state = cluster.state(member)
             if state.get("state") != "running":
                 return False
-            if _role(state) == "replica" and state.get("replication_state") not in (None, "streaming"):
+            if member_role(state) == "replica" and state.get("replication_state") not in (None, "streaming"):
                 return False
     return victim is None or cluster.role(victim) in ("primary", "replica")
 
@@ -365,17 +365,10 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _role(state: dict[str, Any]) -> str | None:
-    role = state.get("role")
-    return "primary" if role in ("primary", "master") else role
-
-
 def patroni_state(url: str) -> dict[str, Any]:
+    """A member's GET /patroni, or {} while it cannot answer (a drill expects members to be unreachable)."""
     try:
-        with urllib.request.urlopen(f"{url}/patroni", timeout=2) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read() or b"{}")
+        return rest_json(f"{url}/patroni")
     except (OSError, ValueError):
         return {}
 
@@ -404,7 +397,7 @@ class HarnessCluster:
         return patroni_state(self.h.patroni_url(member))
 
     def role(self, member: str) -> str | None:
-        return _role(self.state(member))
+        return member_role(self.state(member))
 
     def address(self, member: str) -> tuple[str, int]:
         endpoint = self.h.member(member).postgres
@@ -459,7 +452,7 @@ class DockerCluster:
         return patroni_state(f"http://{self.plan.client_host}:{self._members[member].published_api}")
 
     def role(self, member: str) -> str | None:
-        return _role(self.state(member))
+        return member_role(self.state(member))
 
     def address(self, member: str) -> tuple[str, int]:
         endpoint = self._members[member].postgres

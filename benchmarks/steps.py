@@ -47,11 +47,6 @@ def connect(dsn: str) -> psycopg.Connection:
     return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
 
 
-def is_citus(dsn: str) -> bool:
-    with connect(dsn) as conn:
-        return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() is not None
-
-
 # ---- load -----------------------------------------------------------------------------------------------
 def load(dsn: str, data: Dataset, table: str = TABLE, parallel: int = 4) -> dict[str, Any]:
     """Empty `table` and COPY the dataset into it over `parallel` connections."""
@@ -103,13 +98,12 @@ def seed_insert(dsn: str, rows: int, table: str = TABLE) -> dict[str, Any]:
 def time_query(dsn: str, query: Query, table: str, params: dict[str, Any], warmup: int, repeat: int) -> dict:
     sql = query.sql.format(table=table)
     with connect(dsn) as conn:
-        rows = 0
         for _ in range(warmup):
-            rows = conn.execute(sql, params).rowcount
+            conn.execute(sql, params)
         seconds = []
         for _ in range(repeat):
             started = time.perf_counter()
-            conn.execute(sql, params)  # every row is received; none is converted to Python (as psql, pgbench)
+            rows = conn.execute(sql, params).rowcount  # every row received, none converted (as psql, pgbench)
             seconds.append(time.perf_counter() - started)
         evidence = explain(conn, sql, params)
     return {"summary": LatencySummary.of_seconds(seconds).as_dict(), "rows": rows, "explain": evidence,

@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -42,6 +41,7 @@ from cluster.provision import (
     read_migrations,
     target_from_plan,
 )
+from cluster.provision.health import rest_json
 
 
 class UsageError(Exception):
@@ -97,13 +97,18 @@ def resolve_target(args: argparse.Namespace) -> ClusterTarget:
     if args.stack:
         return stack_target(args.stack)
     if args.harness:
-        state = args.harness / "state.json"
-        if not state.exists():
-            raise UsageError(f"{state} not found: is {args.harness} a harness directory?")
-        return ClusterTarget.from_dict(json.loads(state.read_text())["target"])
+        return harness_target(args.harness)
     if not args.patroni:
         raise UsageError("--dsn needs at least one --patroni GROUP=URL (one per member)")
     return manual_target(args.dsn, args.patroni, args.app_user, os.environ.get("CITUS_APP_PASSWORD", ""))
+
+
+def harness_target(directory: Path) -> ClusterTarget:
+    """The target a tests/harness directory recorded in its state.json."""
+    state = directory / "state.json"
+    if not state.exists():
+        raise UsageError(f"{state} not found: is {directory} a harness directory?")
+    return ClusterTarget.from_dict(json.loads(state.read_text())["target"])
 
 
 def stack_target(stack: str) -> ClusterTarget:
@@ -152,16 +157,11 @@ def manual_target(dsn: str, patroni: list[str], app_user: str, app_password: str
 def member_identity(url: str) -> tuple[str, str, int]:
     """(name, host, port) of the member behind a Patroni URL, from its own /patroni and its group's /cluster."""
     try:
-        name = _get_json(f"{url}/patroni")["patroni"]["name"]
-        member = next(m for m in _get_json(f"{url}/cluster")["members"] if m["name"] == name)
+        name = rest_json(f"{url}/patroni", timeout=5)["patroni"]["name"]
+        member = next(m for m in rest_json(f"{url}/cluster", timeout=5)["members"] if m["name"] == name)
     except (OSError, ValueError, KeyError, StopIteration) as exc:
         raise UsageError(f"cannot read member identity from {url}/patroni and /cluster: {exc}") from None
     return name, member["host"], int(member["port"])
-
-
-def _get_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
 
 
 def _check(target: ClusterTarget, as_json: bool) -> int:

@@ -11,6 +11,7 @@ import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
@@ -41,10 +42,25 @@ class ClusterNotHealthy(RuntimeError):
     """Raised when the wait runs out; the message lists every member or group still not ready."""
 
 
-def member_state(member: MemberTarget, timeout: float = 2.0) -> dict:
+def rest_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    """GET a REST endpoint's JSON (Patroni, etcd). Patroni answers a role check the member fails (/primary on a
+    replica) with 503 and the same JSON body, so that body is returned rather than raised."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read() or b"{}")
+
+
+def role(state: dict[str, Any]) -> str | None:
+    """The member's role from Patroni's JSON; older Patroni says "master" for "primary"."""
+    found = state.get("role")
+    return "primary" if found in LEADER_ROLES else found
+
+
+def member_state(member: MemberTarget, timeout: float = 2.0) -> dict[str, Any]:
     """Patroni's own view of a member (GET /patroni): state, role, replication_state, ..."""
-    with urllib.request.urlopen(f"{member.patroni_url}/patroni", timeout=timeout) as response:
-        return json.loads(response.read())
+    return rest_json(f"{member.patroni_url}/patroni", timeout)
 
 
 def check(target: ClusterTarget) -> HealthReport:
@@ -59,7 +75,7 @@ def check(target: ClusterTarget) -> HealthReport:
                 continue
             if state.get("state") != "running":
                 report.problems.append(f"{member.name} (group {group}): PostgreSQL is {state.get('state')!r}")
-            elif state.get("role") in LEADER_ROLES:
+            elif role(state) == "primary":
                 report.leaders[group] = member.name
             elif state.get("replication_state") not in (None, "streaming"):
                 report.problems.append(

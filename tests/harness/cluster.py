@@ -29,6 +29,8 @@ import yaml
 
 from cluster.config import ClusterConfig, load_config
 from cluster.plan import RESTAPI_USER, LocalLayout, Member, Plan, PortBook, build_plan
+from cluster.provision.health import rest_json
+from cluster.provision.health import role as member_role
 from cluster.provision.target import ClusterTarget, target_from_plan
 from cluster.render import SECRETS_FILE, Passwords, etcd_command, render_files, render_patroni_secrets
 from cluster.render.haproxy import STATS_PASSWORD_ENV
@@ -271,7 +273,7 @@ class Harness:
         for e in self.plan.etcd:
             self._spawn(Proc(e.name, etcd_command(self.plan, e, binary), self._log(e.name)))
         for e in self.plan.etcd:
-            self._wait(e.name, lambda e=e: _http_json(f"http://{e.client.address}/health").get("health") == "true",
+            self._wait(e.name, lambda e=e: rest_json(f"http://{e.client.address}/health").get("health") == "true",
                        timeout, "etcd /health to answer true")
 
     def _start_members(self, members: list[Member], timeout: float) -> None:
@@ -309,14 +311,14 @@ class Harness:
     def wait_member(self, name: str, role: str | None = None, timeout: float = STARTUP_TIMEOUT) -> None:
         """Until Patroni reports the member running (as `role`, if given)."""
         def ready() -> bool:
-            status = _http_json(f"{self.patroni_url(name)}/patroni")
+            status = rest_json(f"{self.patroni_url(name)}/patroni")
             running = status.get("state") in ("running", "streaming")
-            return running and (role is None or _role(status) == role)
+            return running and (role is None or member_role(status) == role)
 
         self._wait(name, ready, timeout, f"Patroni to report it running{f' as {role}' if role else ''}")
 
     def role_of(self, name: str) -> str | None:
-        return _role(_http_json(f"{self.patroni_url(name)}/patroni")) or None
+        return member_role(rest_json(f"{self.patroni_url(name)}/patroni"))
 
     def leader(self, group: int) -> str:
         found = [m.name for m in self.plan.groups[group] if self.role_of(m.name) == "primary"]
@@ -450,19 +452,6 @@ class Harness:
         if not processes.wait_for(check, timeout, interval=0.3):
             tail = proc.tail() if proc else ""
             raise HarnessError(f"{name}: no {what} after {timeout:.0f} s; last log lines of {name}:\n{tail}")
-
-
-def _role(status: dict[str, Any]) -> str:
-    role = status.get("role", "")
-    return "primary" if role in ("primary", "master") else role
-
-
-def _http_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:  # Patroni answers 503 with a JSON body for non-matching roles
-        return json.loads(exc.read() or b"{}")
 
 
 def _can_query(dsn: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from benchmarks import workload
 from cluster.provision import (
     ClusterNotHealthy,
     Migration,
@@ -25,15 +26,7 @@ from tests.integration.conftest import SQL_DIR
 
 pytestmark = pytest.mark.slow
 
-SEED_INSERT = """
-INSERT INTO vehicle_locations (vehicle_id, location, recorded_at, region_code)
-SELECT (floor(random() * 10000) + 1)::int,
-       ST_SetSRID(ST_MakePoint(-74.0 + random() * 0.5, 40.7 + random() * 0.5), 4326),
-       NOW() - (random() * interval '30 days'),
-       CASE WHEN random() < 0.33 THEN 'region_north' WHEN random() < 0.66 THEN 'region_south'
-            ELSE 'region_central' END
-FROM generate_series(1, %s)
-"""
+SEED_INSERT = workload.SEED_INSERT.format(table=workload.TABLE)  # the seed's own INSERT ... SELECT
 
 
 def test_health_wait_succeeds_on_a_healthy_cluster(harness: Harness) -> None:
@@ -128,7 +121,7 @@ def test_rows_land_on_every_worker_group_and_survive_scale_out_and_in(harness: H
     provision(harness.target, read_migrations(SQL_DIR))
     with citus_sql.connect(harness.dsn()) as conn:
         conn.execute("TRUNCATE vehicle_locations")
-        conn.execute(SEED_INSERT, (100_000,))
+        conn.execute(SEED_INSERT, {"rows": 100_000})
         spread = rows_per_group(conn)
         assert set(spread) == set(harness.target.worker_groups) and all(spread.values()), spread
         assert sum(spread.values()) == total_rows(conn) == 100_000
@@ -194,7 +187,7 @@ def test_any_node_listener_serves_reads_and_dml_from_every_leader(harness: Harne
         assert len(ports) > 1 and ports <= leaders  # leastconn spread the open sessions over the leaders
         for conn in connections:
             before = total_rows(conn)
-            conn.execute(SEED_INSERT.replace("generate_series(1, %s)", "generate_series(1, 10)"))
+            conn.execute(SEED_INSERT, {"rows": 10})
             assert total_rows(conn) == before + 10
         coordinator_port = leaders_port(harness, 0)
         port_of = {conn: conn.execute("SELECT inet_server_port()").fetchone()[0] for conn in connections}
