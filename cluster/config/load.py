@@ -119,7 +119,20 @@ def semantic_problems(config: ClusterConfig, supplied_passwords: Collection[str]
         *_parameter_problems(config),
         *_replication_problems(config),
         *_storage_problems(config, supplied_passwords),
+        *_distribution_problems(config),
     ]
+
+
+def _distribution_problems(config: ClusterConfig) -> list[Problem]:
+    """Cells must tile the globe exactly: a row of cells that does not close at the antimeridian (or a column
+    at the poles) would put neighbouring points of the last, narrower cell into different tiles."""
+    degrees = config.citus.distribution.cell_degrees
+    cells = 180 / degrees
+    if abs(cells - round(cells)) > 1e-9:
+        return [Problem("citus.distribution.cellDegrees",
+                        f"{degrees} does not divide 180 evenly (180 / {degrees} = {cells:.4g}); use a value such "
+                        "as 0.02, 0.04, 0.05 or 0.1.")]
+    return []
 
 
 def _version_problems(config: ClusterConfig) -> list[Problem]:

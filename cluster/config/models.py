@@ -73,10 +73,29 @@ class Etcd(Model):
     members: Literal[1, 3, 5] = Field(3, description="etcd members (odd, for a quorum).")
 
 
+class Distribution(Model):
+    """How vehicle_locations is spread over shards; read by sql/0002_spatial_distribution.sql when it runs."""
+
+    strategy: Literal["spatial", "vehicle"] = Field(
+        "spatial",
+        description="spatial = by the grid cell of each row's location (radius, box and nearest-vehicle queries "
+        "touch only the shards they need; one vehicle's track fans out); vehicle = by vehicle_id (tracks "
+        "touch one shard; every spatial query fans out).",
+    )
+    cell_degrees: float = Field(
+        0.04,
+        gt=0,
+        le=10,
+        description="Grid cell size in degrees (180 / cellDegrees must be whole). Cells are dealt to shards in a "
+        "repeating tile, so a dense city spreads over every shard while a small radius touches few.",
+    )
+
+
 class Citus(Model):
     database: str = Field("citus", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Distributed database.")
     shard_count: int = Field(32, ge=1, le=4096, description="citus.shard_count for new distributed tables.")
     app_user: str = Field("app", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Application role (not superuser).")
+    distribution: Distribution = Distribution()
 
 
 class Network(Model):

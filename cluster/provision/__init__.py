@@ -71,7 +71,7 @@ def provision(
         before = {row.group for row in citus.nodes(conn)}
         result.registered = citus.register(conn, target, report.leaders)
         citus.ensure_extensions(conn, target)
-        result.newly_applied = migrations.apply(conn, files)
+        result.newly_applied = migrations.apply(conn, files, target.schema_settings)
         citus.ensure_app_role(conn, target)
         _forget_stale_groups(conn, target)
         added = set(target.worker_groups) - before

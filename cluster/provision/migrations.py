@@ -15,9 +15,11 @@ from pathlib import Path
 import psycopg
 
 from cluster.provision.citus import ProvisionError
+from cluster.provision.target import SCHEMA_SETTINGS
 
 log = logging.getLogger("cluster.provision")
 TABLE = "citus_cluster_migrations"
+SETTINGS_TABLE = "citus_cluster_settings"  # settings a migration used, recorded by that migration
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ class Migration:
 
 class SchemaDrift(ProvisionError):
     """An already-applied migration file was edited."""
+
+
+class SettingChanged(ProvisionError):
+    """The stack config changed a setting that an applied migration built the schema with."""
 
 
 _DOLLAR_TAG = re.compile(r"\$[A-Za-z_]?[A-Za-z0-9_]*\$")
@@ -85,6 +91,23 @@ def applied(conn: psycopg.Connection) -> dict[str, str]:
     return dict(conn.execute(f"SELECT name, checksum FROM {TABLE}").fetchall())
 
 
+def recorded_settings(conn: psycopg.Connection) -> dict[str, str]:
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} (name text PRIMARY KEY, value text NOT NULL, "
+        "recorded_at timestamptz NOT NULL DEFAULT now())"
+    )
+    return dict(conn.execute(f"SELECT name, value FROM {SETTINGS_TABLE}").fetchall())
+
+
+def changed_settings(recorded: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    return [
+        f"{SCHEMA_SETTINGS.get(name, name)}: the schema was built with {recorded[name]!r}, the stack now says "
+        f"{wanted[name]!r}"
+        for name in sorted(wanted)
+        if name in recorded and recorded[name] != wanted[name]
+    ]
+
+
 def drift(migrations: list[Migration], done: dict[str, str]) -> list[str]:
     return [
         f"{m.name}: applied with checksum {done[m.name][:12]}, file now {m.checksum[:12]}"
@@ -93,8 +116,13 @@ def drift(migrations: list[Migration], done: dict[str, str]) -> list[str]:
     ]
 
 
-def apply(conn: psycopg.Connection, migrations: list[Migration]) -> list[str]:
-    """Apply the not-yet-applied files in name order, each in its own transaction; return their names."""
+def apply(conn: psycopg.Connection, migrations: list[Migration], settings: dict[str, str] | None = None) -> list[str]:
+    """Apply the not-yet-applied files in name order, each in its own transaction; return their names.
+
+    `settings` are visible to the files as `current_setting('citus_cluster.<name>')`; one that an applied file
+    recorded with another value is refused before anything runs (changing it means moving the data).
+    """
+    settings = settings or {}
     done = applied(conn)
     drifted = drift(migrations, done)
     if drifted:
@@ -102,6 +130,15 @@ def apply(conn: psycopg.Connection, migrations: list[Migration]) -> list[str]:
             "schema drift: these already-applied files were edited (add a new numbered file instead, or restore "
             "them):\n" + "\n".join(f"  - {d}" for d in drifted)
         )
+    changed = changed_settings(recorded_settings(conn), settings)
+    if changed:
+        raise SettingChanged(
+            "the stack changes settings the existing schema was built with; nothing was applied. Put them back, "
+            "or move the data with a new migration (e.g. alter_distributed_table) and record the new value:\n"
+            + "\n".join(f"  - {c}" for c in changed)
+        )
+    for name, value in settings.items():
+        conn.execute("SELECT set_config(%s, %s, false)", (f"citus_cluster.{name}", value))
     names = []
     for migration in (m for m in migrations if m.name not in done):
         log.info("applying %s", migration.name)

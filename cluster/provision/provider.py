@@ -46,6 +46,8 @@ class ProvisioningProvider(ResourceProvider):
         changed = []
         if _groups(olds) != _groups(news) or olds["target"]["members"] != news["target"]["members"]:
             changed.append("target")
+        if olds["target"].get("schema_settings") != news["target"].get("schema_settings"):
+            changed.append("schema_settings")  # provisioning then refuses a change the built schema cannot take
         if _checksums(olds) != _checksums(news):
             changed.append("migrations")
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)

@@ -4,11 +4,25 @@ addresses Citus must register. Plain data, built from the plan, so it can cross 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from cluster.config import ClusterConfig
 from cluster.plan import SUPERUSER, Plan
+
+# What sql/ reads from the stack config: each is set as `citus_cluster.<name>` in the session that applies the
+# migrations; the migration that uses one records it, and a later change is refused (it would need the data
+# moved). Name -> the stack key it comes from.
+SCHEMA_SETTINGS: dict[str, str] = {
+    "distribution_strategy": "citus.distribution.strategy",
+    "cell_degrees": "citus.distribution.cellDegrees",
+}
+
+
+def schema_settings(config: ClusterConfig) -> dict[str, str]:
+    distribution = config.citus.distribution
+    return {"distribution_strategy": distribution.strategy, "cell_degrees": repr(distribution.cell_degrees)}
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,7 @@ class ClusterTarget:
     app_user: str
     app_password: str
     shard_transfer_mode: str = "block_writes"
+    schema_settings: dict[str, str] = field(default_factory=lambda: schema_settings(ClusterConfig()))
 
     @property
     def groups(self) -> list[int]:
@@ -72,4 +87,5 @@ def target_from_plan(plan: Plan, superuser_password: str, app_password: str) -> 
         database=database,
         app_user=plan.config.citus.app_user,
         app_password=app_password,
+        schema_settings=schema_settings(plan.config),
     )

@@ -10,8 +10,9 @@ from cluster.provision.provider import ProvisioningProvider, WorkerGroupProvider
 from cluster.provision.target import ClusterTarget, target_from_plan
 
 
-def props(groups: int, migrations: dict[str, str] | None = None) -> dict:
-    plan = build_plan(load_config({"workers": {"groups": groups}}).config)
+def props(groups: int, migrations: dict[str, str] | None = None, cell_degrees: float = 0.04) -> dict:
+    plan = build_plan(load_config({"workers": {"groups": groups},
+                                   "citus": {"distribution": {"cellDegrees": cell_degrees}}}).config)
     target = target_from_plan(plan, "su pw", "app-pw")
     return {
         "target": target.to_dict(),
@@ -41,6 +42,12 @@ def test_diff_sees_schema_changes_by_checksum() -> None:
     assert not provider.diff("id", old, props(3, {"010_a.sql": "aaa"})).changes
     assert provider.diff("id", old, props(3, {"010_a.sql": "bbb"})).changes
     assert provider.diff("id", old, props(3, {"010_a.sql": "aaa", "020_b.sql": "c"})).changes
+
+
+def test_diff_sees_a_changed_grid_so_provisioning_can_refuse_it() -> None:
+    provider = ProvisioningProvider()
+    assert not provider.diff("id", props(3), props(3, cell_degrees=0.04)).changes
+    assert provider.diff("id", props(3), props(3, cell_degrees=0.05)).changes
 
 
 def test_target_round_trips_and_hides_secrets_from_repr() -> None:
