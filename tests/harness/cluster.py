@@ -28,6 +28,7 @@ import psycopg
 import yaml
 
 from cluster.config import ClusterConfig, load_config
+from cluster.config.sources import read_stack_file, stack_file
 from cluster.plan import RESTAPI_USER, LocalLayout, Member, Plan, PortBook, build_plan
 from cluster.provision.health import rest_json
 from cluster.provision.health import role as member_role
@@ -40,13 +41,14 @@ from tests.harness.processes import HarnessError, Proc
 STATE_FILE = "state.json"
 STARTUP_TIMEOUT = 180.0
 
-# A laptop-sized default: one etcd, a coordinator pair and two worker pairs.
+# A laptop-sized default: one etcd, a coordinator pair and two worker pairs; the dev stack's citus section
+# (shard count, distribution), so tests see the schema `make up` builds.
 DEFAULT_CONFIG: dict[str, Any] = {
     "name": "h",
     "etcd": {"members": 1},
     "coordinator": {"members": 2},
     "workers": {"groups": 2, "members": 2},
-    "citus": {"shardCount": 8},
+    "citus": read_stack_file(stack_file("dev"))[0].get("citus", {}),
     "ports": {"anyNode": 5434},  # turns the any-node listener on; the harness gives it a free port
     "postgresql": {"parameters": {"shared_buffers": "64MB", "fsync": "off", "max_connections": 100}},
 }

@@ -27,6 +27,13 @@ from tests.integration.conftest import SQL_DIR
 pytestmark = pytest.mark.slow
 
 SEED_INSERT = workload.SEED_INSERT.format(table=workload.TABLE)  # the seed's own INSERT ... SELECT
+# Writing from any node: the view's INSERT rule lives on the coordinator only (Citus does not propagate rules),
+# so elsewhere rows go to the table with spatial_key filled by the same function.
+DATA_INSERT = (
+    "INSERT INTO vehicle_locations_data (vehicle_id, location, recorded_at, region_code, spatial_key) "
+    "SELECT 1, p, now(), 'region_north', vehicle_spatial_key(ST_X(p), ST_Y(p)) "
+    "FROM (SELECT ST_SetSRID(ST_MakePoint(-73.9 + g / 1e4, 40.8), 4326) AS p FROM generate_series(1, %(rows)s) g) s"
+)
 
 
 def test_health_wait_succeeds_on_a_healthy_cluster(harness: Harness) -> None:
@@ -85,9 +92,10 @@ def test_provision_registers_every_group_and_applies_the_schema_once(harness: Ha
     with citus_sql.connect(harness.dsn()) as conn:
         row = conn.execute(
             "SELECT citus_table_type, distribution_column, shard_count FROM citus_tables "
-            "WHERE table_name = 'vehicle_locations'::regclass"
+            "WHERE table_name = 'vehicle_locations_data'::regclass"
         ).fetchone()
-        assert row == ("distributed", "vehicle_id", harness.config.citus.shard_count)
+        column = {"spatial": "spatial_key", "vehicle": "vehicle_id"}[harness.config.citus.distribution.strategy]
+        assert row == ("distributed", column, harness.config.citus.shard_count)
         secondaries = conn.execute("SELECT count(*) FROM pg_dist_node WHERE noderole = 'secondary'").fetchone()
         assert secondaries == (len(harness.plan.members) - len(harness.plan.groups),)
     again = provision(harness.target, read_migrations(SQL_DIR))
@@ -106,7 +114,7 @@ def test_an_edited_applied_file_is_drift(harness: Harness) -> None:
 def rows_per_group(conn: psycopg.Connection) -> dict[int, int]:
     rows = conn.execute(
         "SELECT p.groupid, sum(r.result::bigint) "
-        "FROM run_command_on_shards('vehicle_locations', 'SELECT count(*) FROM %s') r "
+        "FROM run_command_on_shards('vehicle_locations_data', 'SELECT count(*) FROM %s') r "
         "JOIN pg_dist_placement p USING (shardid) GROUP BY 1 ORDER BY 1"
     ).fetchall()
     return {int(group): int(count) for group, count in rows}
@@ -120,7 +128,7 @@ def total_rows(conn: psycopg.Connection) -> int:
 def test_rows_land_on_every_worker_group_and_survive_scale_out_and_in(harness: Harness) -> None:
     provision(harness.target, read_migrations(SQL_DIR))
     with citus_sql.connect(harness.dsn()) as conn:
-        conn.execute("TRUNCATE vehicle_locations")
+        conn.execute("TRUNCATE vehicle_locations_data")
         conn.execute(SEED_INSERT, {"rows": 100_000})
         spread = rows_per_group(conn)
         assert set(spread) == set(harness.target.worker_groups) and all(spread.values()), spread
@@ -187,13 +195,13 @@ def test_any_node_listener_serves_reads_and_dml_from_every_leader(harness: Harne
         assert len(ports) > 1 and ports <= leaders  # leastconn spread the open sessions over the leaders
         for conn in connections:
             before = total_rows(conn)
-            conn.execute(SEED_INSERT, {"rows": 10})
+            conn.execute(DATA_INSERT, {"rows": 10})
             assert total_rows(conn) == before + 10
         coordinator_port = leaders_port(harness, 0)
         port_of = {conn: conn.execute("SELECT inet_server_port()").fetchone()[0] for conn in connections}
         worker = next(conn for conn, port in port_of.items() if port != coordinator_port)
         with pytest.raises(psycopg.Error, match="not allowed on this node"):
-            worker.execute("ALTER TABLE vehicle_locations ADD COLUMN speed real")  # DDL of distributed tables: rw
+            worker.execute("ALTER TABLE vehicle_locations_data ADD COLUMN speed real")  # distributed DDL: rw only
     finally:
         for conn in connections:
             conn.close()
