@@ -22,7 +22,15 @@ from benchmarks import steps
 from benchmarks.ha import SCENARIOS, DockerCluster, HarnessCluster, run_drill
 from benchmarks.report import machine_info, write_reports
 from benchmarks.stats import per_second
-from benchmarks.workload import QUERY_NAMES, SEED_TABLE, TABLE, Dataset
+from benchmarks.workload import (
+    BY_VEHICLE_TABLE,
+    COMPARE_NAMES,
+    COMPARE_QUERIES,
+    QUERY_NAMES,
+    SEED_TABLE,
+    TABLE,
+    Dataset,
+)
 from cluster.provision.cli import UsageError, harness_target, pulumi_outputs, redact, stack_target
 from cluster.provision.health import check
 from cluster.provision.target import ClusterTarget
@@ -53,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--duration", type=float, default=10.0, help="seconds per client count")
     run.add_argument("--concurrency-queries", default="radius_5km,bbox,vehicle_track")
     run.add_argument("--baseline-dsn", help="a single PostgreSQL+PostGIS database to compare with")
+    run.add_argument("--compare-datasets", default="uniform,skewed", help="compare on these data sets, in order")
+    run.add_argument("--compare-concurrency", default="radius_500m,radius_5km,bbox,knn_10,vehicle_track",
+                     help=f"compare throughput for these of {','.join(COMPARE_NAMES)} (50 km returns most rows: "
+                          "at many clients it measures the client's memory)")
     ha = commands.choices["ha"]
     ha.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default: both leader kills")
     ha.add_argument("--repeat", type=int, default=5, help="drills per scenario (medians need >= 5)")
@@ -130,35 +142,70 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
     return results
 
 
+SPATIAL, FAN_OUT, BY_VEHICLE, SEED, SINGLE = ("spatial (functions)", "spatial (plain, fan-out)", "by vehicle",
+                                              "seed schema", "single node")
+
+
 def compare(args: argparse.Namespace, rw: str, data: Dataset, params: dict[str, Any],
             results: dict[str, Any]) -> dict[str, Any]:
-    """The seed's schema vs the project's on the same cluster and rows; a single node too when given."""
-    steps.prepare_seed_schema(rw)
-    project = results.get("queries") or steps.queries(rw, TABLE, params, args.warmup, args.repeat)
-    seed = steps.queries(rw, SEED_TABLE, params, args.warmup, args.repeat)
-    table = {"seed schema": _p50s(seed), "project schema": _p50s(project)}
-    ratios = {"radius_5km: seed schema / project schema (target >= 10)":
-              _ratio(seed, project, "radius_5km")}
-    if args.baseline_dsn:
-        single = steps.prepare_single_node(args.baseline_dsn, data, args.parallel)
-        baseline = steps.queries(args.baseline_dsn, TABLE, params, args.warmup, args.repeat)
-        table["single node"] = _p50s(baseline)
-        ratios["radius_5km: project schema / single node (target <= 1.5)"] = _ratio(project, baseline, "radius_5km")
-        if load := results.get("load"):
-            ratios["load: single-node seed INSERT s / cluster COPY s (target >= 2)"] = round(
-                single["seed_insert"]["seconds"] / load["seconds"], 2)
-        results["single_node_load"] = single
-    with steps.connect(rw) as conn:
-        conn.execute(f"DROP TABLE {SEED_TABLE}")
-    return {**table, "ratios": ratios}
+    """Per data set (uniform, skewed): the same queries and rows on the spatial schema through its functions
+    and as plain fan-out queries, on the by-vehicle strategy, on the seed's schema and on a single node:
+    latency with EXPLAIN task counts, throughput at each client count, shard balance. Leaves the last data
+    set loaded."""
+    out: dict[str, Any] = {"datasets": {}}
+    clients = [int(c) for c in args.clients.split(",")]
+    concurrent = [q for q in COMPARE_QUERIES if q.name in args.compare_concurrency.split(",")]
+    for skewed in [name == "skewed" for name in args.compare_datasets.split(",")]:
+        ds = Dataset(data.rows, data.seed, data.now, skewed=skewed)
+        loaded = results.get("load")
+        same = loaded and loaded["dataset"] == ds.name and loaded["rows"] == ds.rows  # the load step's rows
+        entry: dict[str, Any] = {"load": loaded if same else steps.load(rw, ds, parallel=args.parallel)}
+        entry["skew"] = steps.distribution(rw)["skew"]
+        steps.prepare_seed_schema(rw)
+        steps.prepare_by_vehicle(rw)
+        systems = {SPATIAL: (rw, TABLE, True), FAN_OUT: (rw, TABLE, False), BY_VEHICLE: (rw, BY_VEHICLE_TABLE, False),
+                   SEED: (rw, SEED_TABLE, False)}
+        if args.baseline_dsn:
+            if "single_node_load" not in results:
+                results["single_node_load"] = steps.prepare_single_node(args.baseline_dsn, ds, args.parallel)
+            else:
+                steps.load(args.baseline_dsn, ds, table=TABLE, parallel=args.parallel)
+            systems[SINGLE] = (args.baseline_dsn, TABLE, False)
+        entry["latency"] = {
+            system: {q.name: _p50(steps.time_query(dsn, q.query(fn), table, params, args.warmup, args.repeat))
+                     for q in COMPARE_QUERIES}
+            for system, (dsn, table, fn) in systems.items()}
+        entry["concurrency"] = {
+            system: {q.name: {str(n): steps._run_clients(dsn, table, params, [q.query(fn)], n, args.duration)
+                              for n in clients} for q in concurrent}
+            for system, (dsn, table, fn) in systems.items() if system != SEED}
+        out["datasets"][ds.name] = entry
+    steps.drop_variants(rw)
+    out["ratios"] = _compare_ratios(out["datasets"])
+    return out
 
 
-def _p50s(queries: dict[str, Any]) -> dict[str, Any]:
-    return {name: q["summary"] | {"tasks": q["explain"]["tasks"]} for name, q in queries.items()}
+def _p50(timed: dict[str, Any]) -> dict[str, Any]:
+    return timed["summary"] | {"tasks": timed["explain"]["tasks"], "rows": timed["rows"]}
 
 
-def _ratio(numerator: dict[str, Any], denominator: dict[str, Any], name: str) -> float:
-    return round(numerator[name]["summary"]["p50"] / denominator[name]["summary"]["p50"], 2)
+def _compare_ratios(datasets: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, from one run."""
+    ratios: dict[str, Any] = {}
+    for name, entry in datasets.items():
+        lat, conc = entry["latency"], entry["concurrency"]
+        ratios[f"{name}: radius_5km p50, spatial functions / fan-out"] = round(
+            lat[SPATIAL]["radius_5km"]["p50"] / lat[FAN_OUT]["radius_5km"]["p50"], 2)
+        ratios[f"{name}: radius_5km p50, spatial functions / seed schema"] = round(
+            lat[SPATIAL]["radius_5km"]["p50"] / lat[SEED]["radius_5km"]["p50"], 3)
+        if SINGLE in lat:
+            ratios[f"{name}: radius_5km p50, spatial functions / single node (target < 1.0)"] = round(
+                lat[SPATIAL]["radius_5km"]["p50"] / lat[SINGLE]["radius_5km"]["p50"], 2)
+            if "16" in conc[SPATIAL].get("radius_5km", {}):
+                ratios[f"{name}: radius_5km at 16 clients, spatial q/s / single node q/s (target >= 0.8)"] = round(
+                    conc[SPATIAL]["radius_5km"]["16"]["tps"] / max(conc[SINGLE]["radius_5km"]["16"]["tps"], 1e-9), 2)
+        ratios[f"{name}: shard rows max / mean (target <= 2)"] = entry["skew"]["shard_rows_max_over_mean"]
+    return ratios
 
 
 def run_ha(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ The results dict (every step optional):
   distribution: {table, shard_count, shards [...], workers [...], skew {...}, colocation [...]}
   workers:      {query: {"coordinator": p50, "<group> (any node)": p50, "<group> (own shards)": p50}}
   overhead:     {query, clients, pgbench_tps, runner_tps, runner_over_pgbench}
-  compare:      {variant: {query: summary}}, plus "ratios": {name: value}
+  compare:      {datasets: {uniform|skewed: {load, skew, latency {system: {query: summary+tasks+rows}},
+                 concurrency {system: {query: {clients: {tps, ...}}}}}}, ratios: {name: value}}
   ha:           {drills: [DrillResult.summary()], timeline: {second: [ok, failed]}, medians {...}}
 """
 
@@ -73,10 +74,20 @@ def sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[An
                     [[over["query"], over["clients"], over["pgbench_tps"], over["runner_tps"],
                       over["runner_over_pgbench"]]]))
     if compare := results.get("compare"):
-        variants = [v for v in compare if v != "ratios"]
-        names = sorted({q for v in variants for q in compare[v]})
-        out.append(("Compare: p50 latency (ms)", ["query", *variants], [
-            [q, *(compare[v].get(q, {}).get("p50", "") for v in variants)] for q in names]))
+        for dataset, entry in compare["datasets"].items():
+            systems = list(entry["latency"])
+            names = list(next(iter(entry["latency"].values())))
+            out.append((f"Compare ({dataset} data): p50 ms [tasks]", ["query", *systems], [
+                [q, *(f"{entry['latency'][s][q]['p50']} [{entry['latency'][s][q]['tasks'] or '-'}]"
+                      for s in systems)] for q in names]))
+            conc = entry["concurrency"]
+            if conc:
+                csys = list(conc)
+                rows = [[q, n, *(conc[s][q][n]["tps"] for s in csys)]
+                        for q in conc[csys[0]] for n in conc[csys[0]][q]]
+                out.append((f"Compare ({dataset} data): queries/s by clients", ["query", "clients", *csys], rows))
+            out.append((f"Compare ({dataset} data): shard balance", ["measure", "value"],
+                        [[k, v] for k, v in entry["skew"].items()]))
         if ratios := compare.get("ratios"):
             out.append(("Targets", ["ratio", "value"], [[k, v] for k, v in ratios.items()]))
     if ha := results.get("ha"):
@@ -149,18 +160,20 @@ def make_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_title(f"Rows per shard ({dist['table']})")
         save(fig, "distribution.png")
     if compare := results.get("compare"):
-        variants = [v for v in compare if v != "ratios"]
-        names = sorted({q for v in variants for q in compare[v]})
-        fig, ax = plt.subplots(figsize=(9, 4))
-        width = 0.8 / max(len(variants), 1)
-        for i, v in enumerate(variants):
-            ax.bar([x + i * width for x in range(len(names))], [compare[v].get(q, {}).get("p50", 0) for q in names],
-                   width, label=v)
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=20)
-        ax.set_yscale("log")
-        ax.set_ylabel("p50 ms (log)")
-        ax.set_title("Compare schemas")
-        ax.legend()
+        datasets = compare["datasets"]
+        fig, axes = plt.subplots(1, len(datasets), figsize=(9 * len(datasets), 4), squeeze=False)
+        for ax, (dataset, entry) in zip(axes[0], datasets.items(), strict=True):
+            systems = list(entry["latency"])
+            names = list(next(iter(entry["latency"].values())))
+            width = 0.8 / max(len(systems), 1)
+            for i, system in enumerate(systems):
+                ax.bar([x + i * width for x in range(len(names))],
+                       [entry["latency"][system][q]["p50"] for q in names], width, label=system)
+            ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=20)
+            ax.set_yscale("log")
+            ax.set_ylabel("p50 ms (log)")
+            ax.set_title(f"Compare strategies ({dataset} data)")
+            ax.legend(fontsize="small")
         save(fig, "compare.png")
     if (ha := results.get("ha")) and ha.get("timeline"):
         timeline = ha["timeline"]

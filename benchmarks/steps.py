@@ -31,7 +31,10 @@ from psycopg_pool import ConnectionPool
 from benchmarks.progress import progress
 from benchmarks.stats import LatencySummary, coefficient_of_variation, skew, throughput
 from benchmarks.workload import (
+    BY_VEHICLE_TABLE,
     COLUMNS,
+    DATA_COLUMNS,
+    DATA_TABLE,
     QUERIES,
     SEED_INSERT,
     SEED_SCHEMA,
@@ -39,6 +42,7 @@ from benchmarks.workload import (
     SINGLE_NODE_SCHEMA,
     TABLE,
     Dataset,
+    Grid,
     Query,
 )
 
@@ -48,15 +52,19 @@ def connect(dsn: str) -> psycopg.Connection:
 
 
 # ---- load -----------------------------------------------------------------------------------------------
-def load(dsn: str, data: Dataset, table: str = TABLE, parallel: int = 4) -> dict[str, Any]:
-    """Empty `table` and COPY the dataset into it over `parallel` connections."""
+def load(dsn: str, data: Dataset, table: str = DATA_TABLE, parallel: int = 4) -> dict[str, Any]:
+    """Empty `table` and COPY the dataset into it over `parallel` connections; spatial_key is filled here
+    (from the cluster's grid) when the table has one, so every row goes straight to its shard."""
     with connect(dsn) as conn:
         conn.execute(f"TRUNCATE {table}")
+        has_key = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'spatial_key'",
+                               (table,)).fetchone() is not None
+        grid = Grid.read(conn) if has_key else None
     sizes = data.chunk_sizes(parallel)
     with progress(f"load {table}", total=data.rows) as bar:
         started = time.perf_counter()
         with ThreadPoolExecutor(parallel) as pool:
-            list(pool.map(lambda i: _copy_chunk(dsn, data, table, i, sizes[i], bar.advance), range(parallel)))
+            list(pool.map(lambda i: _copy_chunk(dsn, data, table, grid, i, sizes[i], bar.advance), range(parallel)))
         elapsed = time.perf_counter() - started
     with connect(dsn) as conn:
         # Settle before timing: fresh statistics and visibility map, no autovacuum running under the queries.
@@ -65,14 +73,16 @@ def load(dsn: str, data: Dataset, table: str = TABLE, parallel: int = 4) -> dict
     if count != data.rows:
         raise RuntimeError(f"load: {table} holds {count} rows after loading {data.rows}")
     return {"table": table, "rows": count, "seconds": round(elapsed, 3), "rows_per_s": round(count / elapsed),
-            "method": f"COPY over {parallel} connections"}
+            "method": f"COPY over {parallel} connections", "dataset": data.name}
 
 
-def _copy_chunk(dsn: str, data: Dataset, table: str, chunk: int, size: int, advance: Callable[[int], None]) -> None:
+def _copy_chunk(dsn: str, data: Dataset, table: str, grid: Grid | None, chunk: int, size: int,
+                advance: Callable[[int], None]) -> None:
+    columns = DATA_COLUMNS if grid else COLUMNS
     with connect(dsn) as conn, conn.cursor() as cur:
-        with cur.copy(f"COPY {table} ({COLUMNS}) FROM STDIN") as copy:
+        with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             batch: list[str] = []
-            for line in data.copy_lines(chunk, size):
+            for line in data.copy_lines(chunk, size, grid):
                 batch.append(line)
                 if len(batch) == 10_000:
                     copy.write("".join(batch))
@@ -105,7 +115,7 @@ def time_query(dsn: str, query: Query, table: str, params: dict[str, Any], warmu
             started = time.perf_counter()
             rows = conn.execute(sql, params).rowcount  # every row received, none converted (as psql, pgbench)
             seconds.append(time.perf_counter() - started)
-        evidence = explain(conn, sql, params)
+        evidence = explain(conn, query.evidence or sql, params)
     return {"summary": LatencySummary.of_seconds(seconds).as_dict(), "rows": rows, "explain": evidence,
             "intended_index": query.index,
             "index_used": query.index is None or any(query.index in i for i in evidence["indexes"])}
@@ -199,7 +209,7 @@ def _run_clients(dsn: str, table: str, params: dict[str, Any], mix: list[Query],
 
 
 # ---- distribution -----------------------------------------------------------------------------------------
-def distribution(dsn: str, table: str = TABLE) -> dict[str, Any]:
+def distribution(dsn: str, table: str = DATA_TABLE) -> dict[str, Any]:
     with connect(dsn) as conn:
         rows = conn.execute(
             "SELECT s.shardid, n.nodename || ':' || n.nodeport, r.result::bigint, b.result::bigint "
@@ -256,8 +266,31 @@ def prepare_single_node(dsn: str, data: Dataset, parallel: int) -> dict[str, Any
         for statement in SINGLE_NODE_SCHEMA:
             conn.execute(statement)
     insert = seed_insert(dsn, data.rows)
-    copied = load(dsn, data, parallel=parallel)
+    copied = load(dsn, data, table=TABLE, parallel=parallel)
     return {"seed_insert": insert, "copy": copied}
+
+
+def prepare_by_vehicle(dsn: str) -> dict[str, Any]:
+    """The by-vehicle strategy beside the spatial one: the data table's columns and indexes (read from the
+    cluster, so they stay the same), distributed by vehicle_id, filled with the same rows."""
+    with connect(dsn) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {BY_VEHICLE_TABLE}")
+        conn.execute(f"CREATE TABLE {BY_VEHICLE_TABLE} (LIKE {DATA_TABLE})")
+        conn.execute(f"ALTER TABLE {BY_VEHICLE_TABLE} ADD PRIMARY KEY (vehicle_id, id)")
+        conn.execute(f"SELECT create_distributed_table('{BY_VEHICLE_TABLE}', 'vehicle_id', colocate_with => 'none')")
+        indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexname NOT LIKE '%%pkey'",
+                               (DATA_TABLE,)).fetchall()
+        for (definition,) in indexes:
+            conn.execute(definition.replace(DATA_TABLE, BY_VEHICLE_TABLE))
+        started = time.perf_counter()
+        conn.execute(f"INSERT INTO {BY_VEHICLE_TABLE} SELECT * FROM {DATA_TABLE}")
+        conn.execute(f"VACUUM (ANALYZE) {BY_VEHICLE_TABLE}")
+        return {"rows_copied_seconds": round(time.perf_counter() - started, 3)}
+
+
+def drop_variants(dsn: str) -> None:
+    with connect(dsn) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {SEED_TABLE}, {BY_VEHICLE_TABLE}")
 
 
 # ---- workers (the successor of worker-benchmark.sh) ------------------------------------------------------
@@ -274,7 +307,7 @@ def workers(rw: str, leaders: dict[str, str], params: dict[str, Any], names: Seq
             "SELECT n.nodename || ':' || n.nodeport, array_agg(s.shard_name::text ORDER BY s.shardid) "
             "FROM citus_shards s JOIN pg_dist_node n "
             "ON (n.nodename, n.nodeport) = (s.nodename, s.nodeport) AND n.noderole = 'primary' "
-            "WHERE s.table_name = %s::regclass GROUP BY 1", (TABLE,)).fetchall()
+            "WHERE s.table_name = %s::regclass GROUP BY 1", (DATA_TABLE,)).fetchall()
     by_node = dict(shards)
     results: dict[str, Any] = {}
     with progress("workers", total=len(chosen) * (1 + 2 * len(leaders))) as bar:

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from benchmarks.__main__ import main
-from benchmarks.workload import QUERY_NAMES
+from benchmarks.workload import COMPARE_NAMES, QUERY_NAMES
 from cluster.provision import provision, read_migrations
 from tests.harness import Harness
 from tests.integration.conftest import SQL_DIR
@@ -25,7 +25,8 @@ def test_quick_run_writes_every_report_with_every_query_and_client_count(harness
         admin.execute("CREATE DATABASE baseline")
     argv = ["run", "--harness", str(harness.base_dir), "--baseline-dsn", harness.dsn(database="baseline"),
             "--rows", "5000", "--repeat", "2", "--warmup", "1",
-            "--clients", "1,2,4", "--duration", "0.5", "--concurrency-queries", "radius_5km,bbox", "--out", str(out)]
+            "--clients", "1,2,4", "--duration", "0.5", "--concurrency-queries", "radius_5km,bbox",
+            "--compare-concurrency", "radius_5km,knn_10", "--out", str(out)]
     assert main(argv) == 0
     for name in ("results.json", "report.md", "report.html", "latency.png", "throughput.png", "distribution.png",
                  "compare.png"):
@@ -40,9 +41,19 @@ def test_quick_run_writes_every_report_with_every_query_and_client_count(harness
     assert set(results["concurrency"]) == {"radius_5km", "bbox", "mix"}
     assert all(set(by) == {"1", "2", "4"} for by in results["concurrency"].values())
     assert sum(w["rows"] for w in results["distribution"]["workers"]) == 5000
-    assert set(results["compare"]["seed schema"]) == set(QUERY_NAMES)
-    assert set(results["compare"]["single node"]) == set(QUERY_NAMES)
-    assert len(results["compare"]["ratios"]) == 3
+    compare = results["compare"]
+    assert set(compare["datasets"]) == {"uniform", "skewed"}
+    for entry in compare["datasets"].values():
+        assert set(entry["latency"]) == {"spatial (functions)", "spatial (plain, fan-out)", "by vehicle",
+                                         "seed schema", "single node"}
+        assert all(set(by_query) == set(COMPARE_NAMES) for by_query in entry["latency"].values())
+        # Same rows whichever way they are asked for (the single node holds the same data set).
+        for name in ("radius_5km", "bbox", "knn_10"):
+            assert len({entry["latency"][s][name]["rows"] for s in entry["latency"]}) == 1, name
+        assert entry["latency"]["spatial (functions)"]["radius_500m"]["tasks"] < harness.config.citus.shard_count
+        assert set(entry["concurrency"]["spatial (functions)"]) == {"radius_5km", "knn_10"}
+    assert len(compare["ratios"]) == 8  # 4 per data set (the 16-client ratio needs a run with 16 clients)
+    assert "Compare (skewed data): shard balance" in (out / "report.md").read_text()
     per_node = results["workers"]["radius_5km"]
     assert {"coordinator", "worker1 (any node)", "worker1 (own shards)", "worker2 (own shards)"} <= set(per_node)
     assert results["overhead"]["pgbench_tps"] > 0 and results["overhead"]["runner_tps"] > 0

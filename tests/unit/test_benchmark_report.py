@@ -28,8 +28,13 @@ RESULTS = {
     "workers": {"radius_5km": {"coordinator": 5.0, "worker1 (any node)": 5.5, "worker1 (own shards)": 2.0}},
     "overhead": {"query": "radius_5km", "clients": 16, "pgbench_tps": 100.0, "runner_tps": 95.0,
                  "runner_over_pgbench": 0.95},
-    "compare": {"seed schema": {"radius_5km": SUMMARY}, "project schema": {"radius_5km": SUMMARY},
-                "ratios": {"radius_5km: seed / project": 1.0}},
+    "compare": {"datasets": {"uniform": {
+        "skew": {"shard_rows_max_over_mean": 1.1},
+        "latency": {"spatial (functions)": {"radius_5km": SUMMARY | {"tasks": 3, "rows": 10}},
+                    "single node": {"radius_5km": SUMMARY | {"tasks": None, "rows": 10}}},
+        "concurrency": {"spatial (functions)": {"radius_5km": {"16": {"tps": 50.0}}},
+                        "single node": {"radius_5km": {"16": {"tps": 60.0}}}}}},
+        "ratios": {"uniform: radius_5km p50, spatial functions / single node (target < 1.0)": 0.9}},
     "ha": {
         "drills": [{"scenario": "coordinator-leader-kill", "victim": "c0", "first_write_after": 19.5,
                     "writes_all_ok_after": 19.6, "recovered_after": 24.0, "acknowledged": 2000, "lost": 0,
