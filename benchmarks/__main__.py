@@ -176,12 +176,15 @@ def compare(args: argparse.Namespace, rw: str, data: Dataset, params: dict[str, 
                      for q in COMPARE_QUERIES}
             for system, (dsn, table, fn) in systems.items()}
         entry["concurrency"] = {
-            system: {q.name: {str(n): steps._run_clients(dsn, table, params, [q.query(fn)], n, args.duration)
+            system: {q.name: {str(n): steps.run_clients(dsn, table, params, [q.query(fn)], n, args.duration)
                               for n in clients} for q in concurrent}
             for system, (dsn, table, fn) in systems.items() if system != SEED}
         out["datasets"][ds.name] = entry
     steps.drop_variants(rw)
     out["ratios"] = _compare_ratios(out["datasets"])
+    if (load := results.get("load")) and (single := results.get("single_node_load")):
+        out["ratios"]["load: single-node seed INSERT s / cluster COPY s (target >= 2)"] = round(
+            single["seed_insert"]["seconds"] / load["seconds"], 2)
     return out
 
 

@@ -164,12 +164,12 @@ def concurrency(dsn: str, table: str, params: dict[str, Any], clients: Sequence[
         for label, mix in workloads.items():
             results[label] = {}
             for n in clients:
-                results[label][str(n)] = _run_clients(dsn, table, params, mix, n, duration)
+                results[label][str(n)] = run_clients(dsn, table, params, mix, n, duration)
                 bar.advance(1)
     return results
 
 
-def _run_clients(dsn: str, table: str, params: dict[str, Any], mix: list[Query], clients: int,
+def run_clients(dsn: str, table: str, params: dict[str, Any], mix: list[Query], clients: int,
                  duration: float) -> dict[str, Any]:
     sqls = [q.sql.format(table=table) for q in mix]
     latencies: list[float] = []
@@ -358,6 +358,6 @@ def overhead(rw: str, params: dict[str, Any], clients: int = 16, duration: float
     if done.returncode != 0 or match is None:
         raise RuntimeError(f"pgbench failed: {done.stderr.strip() or done.stdout.strip()}")
     pgbench_tps = float(match.group(1))
-    runner = _run_clients(rw, TABLE, params, [query], clients, duration)
+    runner = run_clients(rw, TABLE, params, [query], clients, duration)
     return {"query": query_name, "clients": clients, "pgbench_tps": pgbench_tps, "runner_tps": runner["tps"],
             "runner_over_pgbench": round(runner["tps"] / pgbench_tps, 3)}

@@ -52,7 +52,8 @@ def test_quick_run_writes_every_report_with_every_query_and_client_count(harness
             assert len({entry["latency"][s][name]["rows"] for s in entry["latency"]}) == 1, name
         assert entry["latency"]["spatial (functions)"]["radius_500m"]["tasks"] < harness.config.citus.shard_count
         assert set(entry["concurrency"]["spatial (functions)"]) == {"radius_5km", "knn_10"}
-    assert len(compare["ratios"]) == 8  # 4 per data set (the 16-client ratio needs a run with 16 clients)
+    # 4 per data set (the 16-client ratio needs a run with 16 clients), and the load ratio
+    assert len(compare["ratios"]) == 9
     assert "Compare (skewed data): shard balance" in (out / "report.md").read_text()
     per_node = results["workers"]["radius_5km"]
     assert {"coordinator", "worker1 (any node)", "worker1 (own shards)", "worker2 (own shards)"} <= set(per_node)
