@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 
 from benchmarks import steps
+from benchmarks.errors import BenchmarkError
 from benchmarks.ha import SCENARIOS, DockerCluster, HarnessCluster, run_drill
 from benchmarks.report import machine_info, write_reports
 from benchmarks.stats import per_second
@@ -31,9 +32,10 @@ from benchmarks.workload import (
     TABLE,
     Dataset,
 )
-from cluster.provision.cli import UsageError, harness_target, pulumi_outputs, redact, stack_target
+from cluster.errors import ClusterError, UsageError
 from cluster.provision.health import check
-from cluster.provision.target import ClusterTarget
+from cluster.provision.target import ClusterTarget, pulumi_outputs, resolve_target
+from cluster.secrets import redact
 
 STEPS = ("load", "queries", "concurrency", "distribution", "workers", "overhead", "compare")
 
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("run", "ha"):
         sub = commands.add_parser(name)
         where = sub.add_mutually_exclusive_group(required=True)
-        where.add_argument("--harness", type=Path, metavar="DIR", help="a tests/harness directory")
+        where.add_argument("--harness", type=Path, metavar="DIR",
+                           help="a local cluster directory (`python -m cluster local up`)")
         where.add_argument("--stack", help="a deployed Pulumi stack (DSNs from `pulumi stack output`)")
         if name == "run":
             where.add_argument("--dsn", help="the read-write DSN of any Citus cluster")
@@ -77,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info()}
     try:
         results = run_benchmarks(args, meta) if args.command == "run" else run_ha(args, meta)
-    except (psycopg.Error, RuntimeError, TimeoutError, ValueError, UsageError) as exc:
-        print(f"benchmarks: {exc}", file=sys.stderr)
+    except ClusterError as exc:
+        print(f"benchmarks: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except psycopg.Error as exc:  # the database refused or went away: its own message says why
+        print(f"benchmarks: {redact(str(exc).strip())}", file=sys.stderr)
         return 1
     files = write_reports(results, out)
     print(f"reports in {out}: " + ", ".join(sorted(p.name for p in files.values())))
@@ -87,10 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def cluster_target(args: argparse.Namespace) -> ClusterTarget | None:
     """The cluster named by --harness or --stack, resolved once (None for a bare --dsn: no member addresses)."""
-    if args.harness:
-        return harness_target(args.harness)
-    if args.stack:
-        return stack_target(args.stack)
+    if args.harness or args.stack:
+        return resolve_target(stack=args.stack, local=args.harness)
     return None
 
 
@@ -105,14 +109,14 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
     chosen = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = set(chosen) - set(STEPS)
     if unknown:
-        raise ValueError(f"unknown steps {sorted(unknown)}; choose from {', '.join(STEPS)}")
+        raise UsageError(f"unknown steps {sorted(unknown)}; choose from {', '.join(STEPS)}")
     target = cluster_target(args)
     rw = args.dsn or target.rw_dsn
     data = Dataset(args.rows, args.seed)
     params = {"now": data.now}
     with steps.connect(rw) as conn:
         if conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()[0] is None:
-            raise RuntimeError(f"{TABLE} does not exist: run `python -m cluster provision` first (it applies sql/)")
+            raise BenchmarkError(f"{TABLE} does not exist: run `python -m cluster provision` first (it applies sql/)")
         meta["versions"] = dict(conn.execute(
             "SELECT 'postgres', current_setting('server_version') UNION ALL "
             "SELECT extname, extversion FROM pg_extension WHERE extname IN ('citus', 'postgis')").fetchall())
@@ -126,7 +130,7 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
         clients = [int(c) for c in args.clients.split(",")]
         names = [n for n in args.concurrency_queries.split(",") if n]
         if set(names) - set(QUERY_NAMES):
-            raise ValueError(f"unknown queries {sorted(set(names) - set(QUERY_NAMES))}; known: {QUERY_NAMES}")
+            raise UsageError(f"unknown queries {sorted(set(names) - set(QUERY_NAMES))}; known: {QUERY_NAMES}")
         results["concurrency"] = steps.concurrency(rw, TABLE, params, clients, args.duration, names)
     if "distribution" in chosen:
         results["distribution"] = steps.distribution(rw)

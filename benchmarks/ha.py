@@ -24,8 +24,10 @@ from typing import Any, Protocol
 
 import psycopg
 
-from cluster.provision.health import rest_json
-from cluster.provision.health import role as member_role
+from benchmarks.errors import BenchmarkError
+from cluster.errors import UsageError
+from cluster.provision.rest import rest_json
+from cluster.provision.rest import role as member_role
 
 SCENARIOS = ("coordinator-leader-kill", "worker-leader-kill", "coordinator-leader-freeze", "postgres-crash",
              "switchover", "haproxy-restart", "etcd-member-loss")
@@ -215,9 +217,9 @@ def run_drill(
     after: float = 5.0,
     timeout: float = 120.0,
 ) -> DrillResult:
-    """One drill from healthy to healthy; raises TimeoutError if the cluster does not heal within `timeout`."""
+    """One drill from healthy to healthy; raises BenchmarkError if the cluster does not heal within `timeout`."""
     if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
+        raise UsageError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
     _wait(lambda: fully_healthy(cluster, None), timeout, "the cluster to be healthy before the drill")
     synchronous = prepare_table(cluster)
     start = time.monotonic()
@@ -278,7 +280,7 @@ def _break(cluster: DrillCluster, scenario: str, notes: list[str]) -> tuple[str,
     group = next((g for g in groups if g != 0), 0) if worker else 0
     leader = leader_of(cluster, group)
     if leader is None:
-        raise RuntimeError(f"group {group} has no single leader before the drill")
+        raise BenchmarkError(f"group {group} has no single leader before the drill")
     if scenario in ("coordinator-leader-kill", "worker-leader-kill"):
         cluster.kill(leader)
         return leader, lambda: cluster.restart(leader)
@@ -358,7 +360,7 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
         except (OSError, psycopg.Error, ValueError, KeyError) as exc:
             last = _first_line(exc)
         time.sleep(0.5)
-    raise TimeoutError(f"waited {timeout:.0f} s for {what}" + (f"; last error: {last}" if last else ""))
+    raise BenchmarkError(f"waited {timeout:.0f} s for {what}" + (f"; last error: {last}" if last else ""))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -374,7 +376,7 @@ def patroni_state(url: str) -> dict[str, Any]:
 
 
 class HarnessCluster:
-    """A harness directory (tests/harness): damage by signals to the recorded PIDs."""
+    """A local cluster (cluster/local): damage by signals to the recorded PIDs."""
 
     def __init__(self, harness: Any) -> None:
         self.h = harness
@@ -383,7 +385,7 @@ class HarnessCluster:
 
     @classmethod
     def from_dir(cls, directory: str) -> HarnessCluster:
-        from tests.harness import Harness  # the harness ships with the repo's tests
+        from cluster.local.harness import Harness
 
         return cls(Harness.load(directory))
 

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from benchmarks.errors import BenchmarkError
 from benchmarks.progress import progress
 from benchmarks.stats import LatencySummary, coefficient_of_variation, skew, throughput
 from benchmarks.workload import (
@@ -71,7 +72,7 @@ def load(dsn: str, data: Dataset, table: str = DATA_TABLE, parallel: int = 4) ->
         conn.execute(f"VACUUM (ANALYZE) {table}")
         count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     if count != data.rows:
-        raise RuntimeError(f"load: {table} holds {count} rows after loading {data.rows}")
+        raise BenchmarkError(f"load: {table} holds {count} rows after loading {data.rows}")
     return {"table": table, "rows": count, "seconds": round(elapsed, 3), "rows_per_s": round(count / elapsed),
             "method": f"COPY over {parallel} connections", "dataset": data.name}
 
@@ -356,7 +357,7 @@ def overhead(rw: str, params: dict[str, Any], clients: int = 16, duration: float
     Path(script.name).unlink()
     match = re.search(r"tps = ([0-9.]+)", done.stdout)
     if done.returncode != 0 or match is None:
-        raise RuntimeError(f"pgbench failed: {done.stderr.strip() or done.stdout.strip()}")
+        raise BenchmarkError(f"pgbench failed: {done.stderr.strip() or done.stdout.strip()}")
     pgbench_tps = float(match.group(1))
     runner = run_clients(rw, TABLE, params, [query], clients, duration)
     return {"query": query_name, "clients": clients, "pgbench_tps": pgbench_tps, "runner_tps": runner["tps"],

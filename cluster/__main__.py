@@ -3,6 +3,7 @@
 python -m cluster render --stack dev --out build/rendered
 python -m cluster render --config my-cluster.yaml --out /tmp/rendered
 python -m cluster provision --stack dev [--check | --rebalance]
+python -m cluster local up --dir /tmp/c1 | local down --dir /tmp/c1
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cluster.config import ConfigError, load_config
+import psycopg
+
+from cluster.config import load_config
 from cluster.config.sources import read_stack_file, stack_file
-from cluster.plan import Plan, build_plan
+from cluster.errors import ClusterError
+from cluster.local.cli import add_parser as add_local
+from cluster.plan import Plan, build_plan, group_role
+from cluster.provision.cli import add_parser as add_provision
 from cluster.render import etcd_command, image_spec, render_files
+from cluster.secrets import redact
 
 REDACTED = "REDACTED"
 
@@ -25,23 +32,25 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    except ClusterError as exc:
+        print(f"{args.command}: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except psycopg.Error as exc:  # the database refused or went away: its own message says why
+        print(f"{args.command}: {redact(str(exc).strip())}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cluster", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     render = commands.add_parser("render", help="write every rendered file and plan.json into a directory")
     source = render.add_mutually_exclusive_group(required=True)
     source.add_argument("--stack", help="read Pulumi.<STACK>.yaml at the project root")
     source.add_argument("--config", type=Path, help="read a YAML file shaped like a stack file")
     render.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
     render.set_defaults(handler=_render)
-    from cluster.provision.cli import add_parser as add_provision
-
     add_provision(commands)
+    add_local(commands)
     return parser
 
 
@@ -71,14 +80,13 @@ def plan_document(plan: Plan, supplied_passwords: list[str]) -> dict[str, Any]:
         "groups": [
             {
                 "group": group_id,
-                "role": "coordinator" if group_id == 0 else "worker",
+                "role": group_role(group_id),
                 "synchronous": plan.synchronous(group_id),
                 "members": [
                     {
                         **summaries[m.name],
                         "address": m.postgres.address,
                         "volume": m.volume,
-                        "docker_host": m.docker_host,
                     }
                     for m in members
                 ],
@@ -96,8 +104,7 @@ def plan_document(plan: Plan, supplied_passwords: list[str]) -> dict[str, Any]:
         ],
         "haproxy": {"name": plan.balancer.name, "published": plan.balancer.published},
         "outputs": {
-            "rw_dsn": plan.dsn("read-write", REDACTED),
-            "ro_dsn": plan.dsn("read-only", REDACTED),
+            **{out.name: plan.dsn(out.listener, REDACTED, plan.user(out.credential)) for out in plan.dsn_outputs()},
             "haproxy_stats_url": plan.stats_url,
         },
         "passwords": {"supplied": supplied_passwords, "generated on `pulumi up`": "the rest"},

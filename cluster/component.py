@@ -1,26 +1,26 @@
 """The cluster as Pulumi resources: one ComponentResource that turns a Plan into Docker objects.
 
 Everything it declares comes from the plan and the renderers; this module only decides how those facts map
-onto pulumi-docker resources (which depends on which, what is secret, what is kept on destroy).
+onto pulumi-docker resources (which depends on which, what is secret, what is kept on destroy). Each resource
+is made by a method that receives what it depends on as arguments, so the order in `__init__` is the
+dependency order and nothing is read from an attribute an earlier line happened to set.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from cluster.config import PASSWORD_KEYS
+from cluster.config.models import Limits
 from cluster.plan import (
     CONTAINER_PORTS,
     DOCKER_DATA_MOUNT,
     ETCD_DATA_MOUNT,
     PATRONI_VENV,
-    SUPERUSER,
     EtcdMember,
     Member,
     Plan,
@@ -31,7 +31,6 @@ from cluster.provision.target import target_from_plan
 from cluster.render import (
     CONFIG_FILE,
     SECRETS_FILE,
-    Passwords,
     etcd_command,
     image_spec,
     render_haproxy,
@@ -39,35 +38,21 @@ from cluster.render import (
     render_patroni_secrets,
 )
 from cluster.render.haproxy import STATS_PASSWORD_ENV
+from cluster.secrets import Passwords
 
 RESTART_POLICY = "unless-stopped"  # a killed member comes back by itself and rejoins as a replica
 HEALTHCHECK_SCRIPT = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=2)"
 
-
-@dataclass(frozen=True)
-class PasswordOutputs:
-    superuser: pulumi.Output[str]
-    replication: pulumi.Output[str]
-    restapi: pulumi.Output[str]
-    stats: pulumi.Output[str]
-    app: pulumi.Output[str]
-
-    def rendered(self) -> pulumi.Output[Passwords]:
-        return pulumi.Output.all(self.superuser, self.replication, self.restapi, self.stats, self.app).apply(
-            lambda values: Passwords(*values)
-        )
+SecretPasswords = Passwords[pulumi.Output[str]]
 
 
 class CitusCluster(pulumi.ComponentResource):
-    """Citus + PostGIS under Patroni, etcd for consensus, HAProxy in front; all on one bridge network."""
+    """Citus + PostGIS under Patroni, etcd for consensus, HAProxy in front; all on one bridge network.
 
-    rw_dsn: pulumi.Output[str]
-    ro_dsn: pulumi.Output[str]
-    app_dsn: pulumi.Output[str]
-    any_node_dsn: pulumi.Output[str] | None
-    haproxy_stats_url: pulumi.Output[str]
-    nodes: pulumi.Output[list]
-    image: pulumi.Output[str]
+    `outputs` holds every stack output by name (the Pulumi program exports exactly these).
+    """
+
+    outputs: dict[str, pulumi.Output[Any]]
 
     def __init__(
         self,
@@ -86,40 +71,40 @@ class CitusCluster(pulumi.ComponentResource):
             else None
         )
         self._child = pulumi.ResourceOptions(parent=self, provider=provider)
-        self.passwords = self._passwords(supplied_passwords)
-        self.network = self._network()
-        self.node_image = self._node_image(build_dir)
+
+        passwords = self._passwords(supplied_passwords)
+        network = self._network()
+        node_image = self._node_image(build_dir)
         etcd_image, haproxy_image = self._remote_images()
-        self.volumes = {v: self._volume(v) for v in [m.volume for m in plan.members] + [e.volume for e in plan.etcd]}
-        self.etcd = [self._etcd(e, etcd_image) for e in plan.etcd]
-        self.target = self._target()
-        self.worker_groups = {g: self._worker_group(g) for g in range(1, len(plan.groups))}
-        self.members = [self._member(m) for m in plan.members]
-        self.haproxy = self._haproxy(haproxy_image)
-        self.provisioning = self._provisioning(migrations)
-        self._outputs()
+        volumes = {v: self._volume(v) for v in [m.volume for m in plan.members] + [e.volume for e in plan.etcd]}
+        etcd = [self._etcd(e, etcd_image, network, volumes[e.volume]) for e in plan.etcd]
+        target = self._target(passwords)
+        worker_groups = {g: self._worker_group(g, target) for g in range(1, len(plan.groups))}
+        secrets_file = passwords_file(passwords)
+        members = [
+            self._member(m, node_image, network, volumes[m.volume], secrets_file,
+                         depends_on=[*etcd, *group_order(m.group, worker_groups)])
+            for m in plan.members
+        ]
+        haproxy = self._haproxy(haproxy_image, network, passwords.stats, depends_on=members)
+        provisioning = self._provisioning(target, migrations, depends_on=[*members, haproxy])
+        self.outputs = self._outputs(passwords, node_image, provisioning)
+        self.register_outputs(self.outputs)
 
-    def _opts(self, **kwargs: object) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(**kwargs))  # type: ignore[arg-type]
+    def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(**kwargs))
 
-    def _passwords(self, supplied: dict[str, pulumi.Output[str]]) -> PasswordOutputs:
+    def _passwords(self, supplied: dict[str, pulumi.Output[str]]) -> SecretPasswords:
         """Use the stack's secret passwords; generate the missing ones (kept secret in state)."""
-        values = {}
-        for key in PASSWORD_KEYS:
+
+        def value(name: str, _: object) -> pulumi.Output[str]:
+            key = Passwords.stack_key(name)
             if key in supplied:
-                values[key] = pulumi.Output.secret(supplied[key])
-            else:
-                generated = random.RandomPassword(
-                    key, length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
-                )
-                values[key] = pulumi.Output.secret(generated.result)  # explicit, not only by provider schema
-        return PasswordOutputs(
-            superuser=values["superuserPassword"],
-            replication=values["replicationPassword"],
-            restapi=values["restApiPassword"],
-            stats=values["statsPassword"],
-            app=values["appPassword"],
-        )
+                return pulumi.Output.secret(supplied[key])
+            generated = random.RandomPassword(key, length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
+            return pulumi.Output.secret(generated.result)  # explicit, not only by provider schema
+
+        return Passwords(**dict.fromkeys(Passwords.names())).map(value)  # type: ignore[arg-type]
 
     def _network(self) -> docker.Network:
         return docker.Network(
@@ -156,29 +141,43 @@ class CitusCluster(pulumi.ComponentResource):
         retain = self._plan.config.storage.retain_on_destroy
         return docker.Volume(name, name=name, opts=self._opts(retain_on_delete=retain))
 
-    def _network_attachment(self, hostname: str) -> list[docker.ContainerNetworksAdvancedArgs]:
-        return [docker.ContainerNetworksAdvancedArgs(name=self.network.name, aliases=[hostname])]
-
-    def _port(self, internal: int, external: int) -> docker.ContainerPortArgs:
-        return docker.ContainerPortArgs(
-            internal=internal, external=external, ip=str(self._plan.config.ports.bind_address)
-        )
-
-    def _etcd(self, member: EtcdMember, image: docker.RemoteImage) -> docker.Container:
-        limits = self._plan.config.resources.etcd
+    def _container(
+        self,
+        name: str,
+        network: docker.Network,
+        limits: Limits,
+        depends_on: list[pulumi.Resource] | None = None,
+        **settings: Any,
+    ) -> docker.Container:
+        """What every container of the cluster shares: its name as hostname and network alias, the restart
+        policy, its resource limits, and being a child of this component."""
         return docker.Container(
-            member.name,
-            name=member.name,
-            hostname=member.name,
-            image=image.image_id,
-            command=etcd_command(self._plan, member, binary="/usr/local/bin/etcd"),
-            networks_advanced=self._network_attachment(member.name),
-            volumes=[
-                docker.ContainerVolumeArgs(volume_name=self.volumes[member.volume].name, container_path=ETCD_DATA_MOUNT)
-            ],
+            name,
+            name=name,
+            hostname=name,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[name])],
             restart=RESTART_POLICY,
             memory=limits.memory_mb,
             cpus=None if limits.cpus is None else str(limits.cpus),
+            opts=self._opts(depends_on=depends_on or []),
+            **settings,
+        )
+
+    def _port(self, role: str, external: int) -> docker.ContainerPortArgs:
+        return docker.ContainerPortArgs(
+            internal=CONTAINER_PORTS[role], external=external, ip=str(self._plan.config.ports.bind_address)
+        )
+
+    def _etcd(
+        self, member: EtcdMember, image: docker.RemoteImage, network: docker.Network, volume: docker.Volume
+    ) -> docker.Container:
+        return self._container(
+            member.name,
+            network,
+            self._plan.config.resources.etcd,
+            image=image.image_id,
+            command=etcd_command(self._plan, member, binary="/usr/local/bin/etcd"),
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=ETCD_DATA_MOUNT)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "/usr/local/bin/etcdctl", "endpoint", "health"],
                 interval="5s",
@@ -186,46 +185,36 @@ class CitusCluster(pulumi.ComponentResource):
                 retries=3,
                 start_period="10s",
             ),
-            opts=self._opts(),
         )
 
-    def _member(self, member: Member) -> docker.Container:
+    def _member(
+        self,
+        member: Member,
+        image: docker.Image,
+        network: docker.Network,
+        volume: docker.Volume,
+        secrets_file: pulumi.Output[str],
+        depends_on: list[pulumi.Resource],
+    ) -> docker.Container:
         plan = self._plan
-        limits = plan.config.resources.database
-        secrets = self.passwords.rendered().apply(render_patroni_secrets)
-        return docker.Container(
+        return self._container(
             member.name,
-            name=member.name,
-            hostname=member.name,
-            image=self.node_image.image_name,
-            networks_advanced=self._network_attachment(member.name),
-            volumes=[
-                docker.ContainerVolumeArgs(
-                    volume_name=self.volumes[member.volume].name, container_path=DOCKER_DATA_MOUNT
-                )
-            ],
-            ports=[
-                self._port(CONTAINER_PORTS["postgres"], member.published_postgres),
-                self._port(CONTAINER_PORTS["api"], member.published_api),
-            ],
+            network,
+            plan.config.resources.database,
+            depends_on=depends_on,
+            image=image.image_name,
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DOCKER_DATA_MOUNT)],
+            ports=[self._port("postgres", member.published_postgres), self._port("api", member.published_api)],
             uploads=[
                 docker.ContainerUploadArgs(
                     file=f"{member.config_dir}/{CONFIG_FILE}", content=render_patroni(plan, member)
                 ),
-                docker.ContainerUploadArgs(file=f"{member.config_dir}/{SECRETS_FILE}", content=secrets),
+                docker.ContainerUploadArgs(file=f"{member.config_dir}/{SECRETS_FILE}", content=secrets_file),
             ],
-            restart=RESTART_POLICY,
-            memory=limits.memory_mb,
-            cpus=None if limits.cpus is None else str(limits.cpus),
             shm_size=256,
             stop_timeout=30,
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=[
-                    "CMD",
-                    f"{PATRONI_VENV}/bin/python",
-                    "-c",
-                    HEALTHCHECK_SCRIPT.format(port=CONTAINER_PORTS["api"]),
-                ],
+                tests=["CMD", f"{PATRONI_VENV}/bin/python", "-c", HEALTHCHECK_SCRIPT.format(port=member.api.port)],
                 interval="5s",
                 timeout="3s",
                 retries=5,
@@ -235,88 +224,86 @@ class CitusCluster(pulumi.ComponentResource):
                 docker.ContainerLabelArgs(label="citus-cluster.group", value=str(member.group)),
                 docker.ContainerLabelArgs(label="citus-cluster.role", value=member.role),
             ],
-            opts=self._opts(depends_on=[*self.etcd, *self._group_order(member.group)]),
         )
 
-    def _group_order(self, group: int) -> list[pulumi.Resource]:
-        """Deletion order for scale-in: a worker group's containers go before its registration resource; the
-        coordinator depends on every group's, so a whole-cluster destroy removes it first and no SQL runs."""
-        if group == 0:
-            return list(self.worker_groups.values())
-        return [self.worker_groups[group]]
+    def _haproxy(
+        self,
+        image: docker.RemoteImage,
+        network: docker.Network,
+        stats_password: pulumi.Output[str],
+        depends_on: list[docker.Container],
+    ) -> docker.Container:
+        balancer = self._plan.balancer
+        return self._container(
+            balancer.name,
+            network,
+            self._plan.config.resources.haproxy,
+            depends_on=list(depends_on),
+            image=image.image_id,
+            ports=[self._port(role, port) for role, port in balancer.published.items()],
+            uploads=[docker.ContainerUploadArgs(file=balancer.config_path, content=render_haproxy(self._plan))],
+            envs=[pulumi.Output.concat(f"{STATS_PASSWORD_ENV}=", stats_password)],
+        )
 
-    def _target(self) -> pulumi.Output[dict]:
+    def _target(self, passwords: SecretPasswords) -> pulumi.Output[dict]:
         """Where provisioning connects (published ports) and what Citus registers; secret (carries passwords)."""
         plan = self._plan
         return pulumi.Output.secret(
-            pulumi.Output.all(self.passwords.superuser, self.passwords.app).apply(
+            pulumi.Output.all(passwords.superuser, passwords.app).apply(
                 lambda pw: target_from_plan(plan, pw[0], pw[1]).to_dict()
             )
         )
 
-    def _worker_group(self, group: int) -> WorkerGroup:
+    def _worker_group(self, group: int, target: pulumi.Output[dict]) -> WorkerGroup:
         return WorkerGroup(
             f"worker-group-{group}",
-            {"group": group, "target": self.target},
+            {"group": group, "target": target},
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["target"]),
         )
 
-    def _provisioning(self, migrations: list[Migration]) -> Provisioning:
+    def _provisioning(
+        self, target: pulumi.Output[dict], migrations: list[Migration], depends_on: list[pulumi.Resource]
+    ) -> Provisioning:
         """Health gate, registration, extensions, roles, schema and rebalance, after every container is up."""
         return Provisioning(
             "provisioning",
-            {
-                "target": self.target,
-                "migrations": [{"name": m.name, "checksum": m.checksum, "sql": m.sql} for m in migrations],
-            },
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[*self.members, self.haproxy], additional_secret_outputs=["target"]
-            ),
+            {"target": target, "migrations": [m.to_dict() for m in migrations]},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, additional_secret_outputs=["target"]),
         )
 
-    def _haproxy(self, image: docker.RemoteImage) -> docker.Container:
+    def _outputs(
+        self, passwords: SecretPasswords, image: docker.Image, provisioning: Provisioning
+    ) -> dict[str, pulumi.Output[Any]]:
         plan = self._plan
-        balancer = plan.balancer
-        limits = plan.config.resources.haproxy
-        return docker.Container(
-            balancer.name,
-            name=balancer.name,
-            hostname=balancer.name,
-            image=image.image_id,
-            networks_advanced=self._network_attachment(balancer.name),
-            ports=[self._port(CONTAINER_PORTS[role], port) for role, port in balancer.published.items()],
-            uploads=[docker.ContainerUploadArgs(file=balancer.config_path, content=render_haproxy(plan))],
-            envs=[pulumi.Output.concat(f"{STATS_PASSWORD_ENV}=", self.passwords.stats)],
-            restart=RESTART_POLICY,
-            memory=limits.memory_mb,
-            cpus=None if limits.cpus is None else str(limits.cpus),
-            opts=self._opts(depends_on=self.members),
-        )
+        dsns = {
+            out.name: pulumi.Output.secret(
+                getattr(passwords, out.credential).apply(
+                    lambda pw, out=out: plan.dsn(out.listener, pw, plan.user(out.credential))
+                )
+            )
+            for out in plan.dsn_outputs()
+        }
+        return {
+            **dsns,
+            "haproxy_stats_url": pulumi.Output.from_input(plan.stats_url),
+            "nodes": pulumi.Output.from_input(plan.node_summaries()),
+            "image": image.image_name,
+            "citus_nodes": provisioning.nodes,
+            "shard_counts": provisioning.shard_counts,
+        }
 
-    def _dsn(self, role: Literal["read-write", "read-only", "any-node"], app: bool = False) -> pulumi.Output[str]:
-        password, user = (
-            (self.passwords.app, self._plan.config.citus.app_user) if app else (self.passwords.superuser, SUPERUSER)
-        )
-        return pulumi.Output.secret(password.apply(lambda pw: self._plan.dsn(role, pw, user)))
 
-    def _outputs(self) -> None:
-        plan = self._plan
-        self.rw_dsn = self._dsn("read-write")
-        self.ro_dsn = self._dsn("read-only")
-        self.app_dsn = self._dsn("read-write", app=True)
-        self.any_node_dsn = None if plan.balancer.any_node is None else self._dsn("any-node")
-        self.haproxy_stats_url = pulumi.Output.from_input(plan.stats_url)
-        self.nodes = pulumi.Output.from_input(plan.node_summaries())
-        self.image = self.node_image.image_name
-        self.register_outputs(
-            {
-                "rw_dsn": self.rw_dsn,
-                "ro_dsn": self.ro_dsn,
-                "app_dsn": self.app_dsn,
-                **({"any_node_dsn": self.any_node_dsn} if self.any_node_dsn is not None else {}),
-                "haproxy_stats_url": self.haproxy_stats_url,
-                "nodes": self.nodes,
-                "image": self.image,
-                "provisioning": self.provisioning.id,
-            }
-        )
+def passwords_file(passwords: SecretPasswords) -> pulumi.Output[str]:
+    """Patroni's secrets file, rendered once from the resolved passwords (secret, as its inputs are)."""
+    names = Passwords.names()
+    return pulumi.Output.all(*(getattr(passwords, n) for n in names)).apply(
+        lambda values: render_patroni_secrets(Passwords(**dict(zip(names, values, strict=True))))
+    )
+
+
+def group_order(group: int, worker_groups: dict[int, WorkerGroup]) -> list[pulumi.Resource]:
+    """Deletion order for scale-in: a worker group's containers go before its registration resource; the
+    coordinator depends on every group's, so a whole-cluster destroy removes it first and no SQL runs."""
+    if group == 0:
+        return list(worker_groups.values())
+    return [worker_groups[group]]

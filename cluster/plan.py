@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from cluster.config import ClusterConfig
 
@@ -26,7 +26,8 @@ SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
 RESTAPI_USER = "patroni"
 STATS_USER = "admin"
-DEFAULT_DOCKER_HOST = "default"
+
+Listener = Literal["read-write", "read-only", "any-node"]
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,10 @@ class Member:
     volume: str
     published_postgres: int
     published_api: int
-    docker_host: str = DEFAULT_DOCKER_HOST
 
     @property
     def role(self) -> Literal["coordinator", "worker"]:
-        return "coordinator" if self.group == 0 else "worker"
+        return group_role(self.group)
 
     @property
     def intended_role(self) -> Literal["leader", "replica"]:
@@ -79,7 +79,6 @@ class EtcdMember:
     peer: Endpoint
     data_dir: str
     volume: str
-    docker_host: str = DEFAULT_DOCKER_HOST
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,15 @@ class Balancer:
     any_node: Endpoint | None = None  # every group's leader (Citus query from any node), when configured
     published: dict[str, int] = field(default_factory=dict)
     config_path: str = HAPROXY_CONFIG_PATH
-    docker_host: str = DEFAULT_DOCKER_HOST
+
+
+@dataclass(frozen=True)
+class DsnOutput:
+    """A DSN stack output: its name, the HAProxy listener it dials and whose credential it carries."""
+
+    name: str
+    listener: Listener
+    credential: str  # a cluster.secrets.Passwords field
 
 
 @dataclass(frozen=True)
@@ -123,10 +130,25 @@ class Plan:
         """Patroni cluster name; Citus mode requires the same scope for every group."""
         return self.config.name
 
-    def dsn(self, role: Literal["read-write", "read-only", "any-node"], password: str, user: str = SUPERUSER) -> str:
+    def dsn(self, role: Listener, password: str, user: str = SUPERUSER) -> str:
         """The URL a client on the user's machine uses to reach HAProxy's `role` listener."""
         port, database = self.balancer.published[role], self.config.citus.database
         return f"postgresql://{user}:{quote(password, safe='')}@{self.client_host}:{port}/{database}"
+
+    def user(self, credential: str) -> str:
+        """The role that logs in with credential `credential` (a cluster.secrets.Passwords field)."""
+        return self.config.citus.app_user if credential == "app" else SUPERUSER
+
+    def dsn_outputs(self) -> tuple[DsnOutput, ...]:
+        """The DSNs the stack exports: one list for the component, `render`'s plan.json and the docs."""
+        outputs = [
+            DsnOutput("rw_dsn", "read-write", "superuser"),
+            DsnOutput("ro_dsn", "read-only", "superuser"),
+            DsnOutput("app_dsn", "read-write", "app"),
+        ]
+        if self.balancer.any_node is not None:
+            outputs.append(DsnOutput("any_node_dsn", "any-node", "superuser"))
+        return tuple(outputs)
 
     @property
     def stats_url(self) -> str:
@@ -275,11 +297,11 @@ class LocalLayout:
 
 def ports_needed(config: ClusterConfig) -> int:
     """How many distinct ports a LocalLayout must be given for `config`."""
-    return 2 * database_member_count(config) + 2 * config.etcd.members + 3 + (config.ports.any_node is not None)
+    return 2 * config.database_members + 2 * config.etcd.members + len(config.ports.balancer_ports())
 
 
-def database_member_count(config: ClusterConfig) -> int:
-    return config.coordinator.members + config.workers.groups * config.workers.members
+def group_role(group: int) -> Literal["coordinator", "worker"]:
+    return "coordinator" if group == 0 else "worker"
 
 
 def member_name(config: ClusterConfig, group: int, index: int) -> str:
@@ -290,15 +312,15 @@ def member_name(config: ClusterConfig, group: int, index: int) -> str:
 def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
     layout = layout or DockerLayout()
     ports = config.ports
-    sizes = [config.coordinator.members] + [config.workers.members] * config.workers.groups
     groups: list[tuple[Member, ...]] = []
     ordinal = 0
-    for group, size in enumerate(sizes):
+    for group, size in enumerate(config.group_sizes):
         members = []
         for index in range(size):
             name = member_name(config, group, index)
             data_dir, config_dir = layout.member_dirs(name)
             postgres, api = layout.endpoint(name, "postgres"), layout.endpoint(name, "api")
+            published = ports.member_ports(ordinal)
             members.append(
                 Member(
                     name=name,
@@ -310,8 +332,8 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
                     data_dir=data_dir,
                     config_dir=config_dir,
                     volume=f"{name}-data",
-                    published_postgres=layout.publish(postgres, ports.postgres_base + ordinal),
-                    published_api=layout.publish(api, ports.patroni_base + ordinal),
+                    published_postgres=layout.publish(postgres, published["postgres"]),
+                    published_api=layout.publish(api, published["api"]),
                 )
             )
             ordinal += 1
@@ -328,9 +350,7 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
         for i in range(config.etcd.members)
     )
     haproxy = f"{config.name}-haproxy"
-    configured = {"read-write": ports.read_write, "read-only": ports.read_only, "stats": ports.stats}
-    if ports.any_node is not None:
-        configured["any-node"] = ports.any_node
+    configured = ports.balancer_ports()
     listeners = {role: layout.endpoint(haproxy, role) for role in configured}
     balancer = Balancer(
         name=haproxy,
@@ -362,8 +382,6 @@ def client_host(config: ClusterConfig) -> str:
     With a remote Docker host the ports are published there, so clients dial that host's name.
     """
     address = config.ports.bind_address
-    if config.docker_host and config.docker_host.startswith(("tcp://", "ssh://")):
-        remote = urlsplit(config.docker_host).hostname
-        if remote and address.is_unspecified:
-            return remote
+    if config.remote_docker_host and address.is_unspecified:
+        return config.remote_docker_host
     return "127.0.0.1" if address.is_unspecified else str(address)

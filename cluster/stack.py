@@ -10,7 +10,7 @@ from pathlib import Path
 import pulumi
 
 from cluster.component import CitusCluster
-from cluster.config import PASSWORD_KEYS, ConfigError, load_config
+from cluster.config import ConfigError, load_config
 from cluster.config.sources import PROJECT, project_root, read_pulumi_config
 from cluster.plan import build_plan
 from cluster.provision.migrations import read_migrations
@@ -28,17 +28,9 @@ def run() -> CitusCluster:
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None
     config = pulumi.Config(PROJECT)
-    supplied = {key: config.require_secret(key) for key in PASSWORD_KEYS if key in loaded.supplied_passwords}
+    supplied = {key: config.require_secret(key) for key in loaded.supplied_passwords}
     migrations = read_migrations(project_root() / "sql")
     cluster = CitusCluster("cluster", build_plan(loaded.config), supplied, build_dir(pulumi.get_stack()), migrations)
-    pulumi.export("rw_dsn", cluster.rw_dsn)
-    pulumi.export("ro_dsn", cluster.ro_dsn)
-    pulumi.export("app_dsn", cluster.app_dsn)
-    if cluster.any_node_dsn is not None:
-        pulumi.export("any_node_dsn", cluster.any_node_dsn)
-    pulumi.export("haproxy_stats_url", cluster.haproxy_stats_url)
-    pulumi.export("nodes", cluster.nodes)
-    pulumi.export("image", cluster.image)
-    pulumi.export("citus_nodes", cluster.provisioning.nodes)
-    pulumi.export("shard_counts", cluster.provisioning.shard_counts)
+    for name, value in cluster.outputs.items():
+        pulumi.export(name, value)
     return cluster

@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
-from cluster.config.models import MANAGED_PARAMETERS, PASSWORD_KEYS, ClusterConfig
+from cluster.config.models import MANAGED_PARAMETERS, ClusterConfig
 from cluster.config.versions import (
     CITUS_RELEASES,
     POSTGIS_RELEASES,
     citus_line,
     postgis_supports,
 )
+from cluster.errors import ClusterError
+from cluster.secrets import PASSWORD_KEYS
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,10 @@ class Problem:
         return f"{self.key}: {self.message}"
 
 
-class ConfigError(ValueError):
+class ConfigError(ClusterError):
     """The stack configuration is invalid; `problems` lists each one by key path."""
+
+    exit_code = 2
 
     def __init__(self, problems: list[Problem], source: str = "stack configuration") -> None:
         self.problems = problems
@@ -168,13 +173,11 @@ def _version_problems(config: ClusterConfig) -> list[Problem]:
 def published_ports(config: ClusterConfig) -> dict[str, int]:
     """Every host port the stack publishes, by the key (path) that sets it."""
     p = config.ports
-    members = config.coordinator.members + config.workers.groups * config.workers.members
-    ports = {"ports.readWrite": p.read_write, "ports.readOnly": p.read_only, "ports.stats": p.stats}
-    if p.any_node is not None:
-        ports["ports.anyNode"] = p.any_node
-    for i in range(members):
-        ports[f"ports.postgresBase+{i}"] = p.postgres_base + i
-        ports[f"ports.patroniBase+{i}"] = p.patroni_base + i
+    ports = {f"ports.{to_camel(role.replace('-', '_'))}": port for role, port in p.balancer_ports().items()}
+    base_keys = {"postgres": "ports.postgresBase", "api": "ports.patroniBase"}
+    for i in range(config.database_members):
+        for role, port in p.member_ports(i).items():
+            ports[f"{base_keys[role]}+{i}"] = port
     return ports
 
 
@@ -204,8 +207,7 @@ def _port_problems(config: ClusterConfig) -> list[Problem]:
 
 def _bind_problems(config: ClusterConfig) -> list[Problem]:
     address = config.ports.bind_address
-    remote = config.docker_host and config.docker_host.startswith(("tcp://", "ssh://"))
-    if remote and address.is_loopback:
+    if config.remote_docker_host and address.is_loopback:
         return [
             Problem(
                 "ports.bindAddress",
@@ -227,12 +229,7 @@ def _bind_problems(config: ClusterConfig) -> list[Problem]:
 
 def _network_problems(config: ClusterConfig) -> list[Problem]:
     subnet = config.network.subnet
-    needed = (
-        config.coordinator.members
-        + config.workers.groups * config.workers.members
-        + config.etcd.members
-        + 2  # HAProxy and the bridge gateway
-    )
+    needed = config.database_members + config.etcd.members + 2  # HAProxy and the bridge gateway
     problems = []
     if subnet.num_addresses - 2 < needed:
         problems.append(

@@ -8,18 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-
-# Keys that may only come from `pulumi config set --secret`; each is generated when absent.
-PASSWORD_KEYS: tuple[str, ...] = (
-    "superuserPassword",
-    "replicationPassword",
-    "restApiPassword",
-    "statsPassword",
-    "appPassword",
-)
 
 # PostgreSQL settings the plan owns (addresses, ports, preload, replication plumbing): a passthrough value
 # for one of these would fight Patroni or break the cluster, so it is refused with the key that controls it.
@@ -129,6 +121,17 @@ class Ports(Model):
         18008, ge=1, le=65535, description="Member i's Patroni REST API is published on patroniBase + i."
     )
 
+    def balancer_ports(self) -> dict[str, int]:
+        """HAProxy's published ports by listener role (any-node only when configured)."""
+        ports = {"read-write": self.read_write, "read-only": self.read_only, "stats": self.stats}
+        if self.any_node is not None:
+            ports["any-node"] = self.any_node
+        return ports
+
+    def member_ports(self, ordinal: int) -> dict[str, int]:
+        """Database member `ordinal`'s published ports (PostgreSQL, Patroni REST): each base plus its ordinal."""
+        return {"postgres": self.postgres_base + ordinal, "api": self.patroni_base + ordinal}
+
 
 class Limits(Model):
     memory_mb: int = Field(ge=64, le=1_048_576, description="Memory limit in MiB.")
@@ -165,7 +168,7 @@ class Storage(Model):
 
 
 class ClusterConfig(Model):
-    """Everything a stack can say about its cluster. Passwords are not here: see PASSWORD_KEYS."""
+    """Everything a stack can say about its cluster. Passwords are not here: see cluster.secrets."""
 
     name: str = Field("citus", pattern=r"^[a-z][a-z0-9-]{0,19}$", description="Prefix of every Docker name.")
     versions: Versions = Versions()
@@ -184,3 +187,19 @@ class ClusterConfig(Model):
         pattern=r"^(unix|tcp|ssh|npipe)://.+$",
         description="Docker host to deploy on (unset = DOCKER_HOST or the local socket).",
     )
+
+    @property
+    def group_sizes(self) -> list[int]:
+        """Members per Citus group, by group id (0 = coordinator)."""
+        return [self.coordinator.members] + [self.workers.members] * self.workers.groups
+
+    @property
+    def database_members(self) -> int:
+        return sum(self.group_sizes)
+
+    @property
+    def remote_docker_host(self) -> str | None:
+        """The remote machine's name when Docker runs elsewhere (tcp:// or ssh://); published ports are there."""
+        if self.docker_host and self.docker_host.startswith(("tcp://", "ssh://")):
+            return urlsplit(self.docker_host).hostname
+        return None

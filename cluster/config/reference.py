@@ -17,9 +17,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from cluster.config.models import MANAGED_PARAMETERS, PASSWORD_KEYS, ClusterConfig
+from cluster.config.models import MANAGED_PARAMETERS, ClusterConfig
 from cluster.config.sources import PROJECT, project_root
 from cluster.config.versions import CITUS_RELEASES, POSTGIS_RELEASES
+from cluster.secrets import PASSWORD_KEYS
 
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 

@@ -78,10 +78,7 @@ def provision(
         if rebalance or added:
             result.rebalance = citus.rebalance(conn, target.shard_transfer_mode)
         result.applied = sorted(migrations.applied(conn))
-        result.nodes = [
-            {"group": r.group, "node": f"{r.host}:{r.port}", "role": r.role, "active": r.active}
-            for r in citus.nodes(conn)
-        ]
+        result.nodes = [r.summary() for r in citus.nodes(conn)]
         result.shard_counts = citus.shard_counts(conn)
     return result
 

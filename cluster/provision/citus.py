@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from cluster.errors import ClusterError
 from cluster.provision.target import ClusterTarget
 
 log = logging.getLogger("cluster.provision")
 
 
-class ProvisionError(RuntimeError):
+class ProvisionError(ClusterError):
     """A provisioning step cannot go on; the message says what was expected, found, and what to do."""
 
 
@@ -32,6 +33,10 @@ class NodeRow:
     role: str
     active: bool
     should_have_shards: bool
+
+    def summary(self) -> dict[str, object]:
+        """What outputs and reports show of a registered node."""
+        return {"group": self.group, "node": f"{self.host}:{self.port}", "role": self.role, "active": self.active}
 
 
 def connect(dsn: str) -> psycopg.Connection:

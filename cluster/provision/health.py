@@ -6,20 +6,19 @@ are not ready and the last error seen for each, so nobody has to go digging in c
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from cluster.errors import ClusterError
+from cluster.provision.rest import rest_json, role
 from cluster.provision.target import ClusterTarget, MemberTarget
 
 log = logging.getLogger("cluster.provision")
-LEADER_ROLES = ("primary", "master")
 
 
 @dataclass
@@ -32,30 +31,16 @@ class HealthReport:
         return not self.problems
 
 
-class NotReady(Exception):
+class _NotReady(Exception):
+    """Internal: one look found problems; tenacity retries on it, and it never leaves this module."""
+
     def __init__(self, report: HealthReport) -> None:
         super().__init__("; ".join(report.problems))
         self.report = report
 
 
-class ClusterNotHealthy(RuntimeError):
+class ClusterNotHealthy(ClusterError):
     """Raised when the wait runs out; the message lists every member or group still not ready."""
-
-
-def rest_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
-    """GET a REST endpoint's JSON (Patroni, etcd). Patroni answers a role check the member fails (/primary on a
-    replica) with 503 and the same JSON body, so that body is returned rather than raised."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read() or b"{}")
-
-
-def role(state: dict[str, Any]) -> str | None:
-    """The member's role from Patroni's JSON; older Patroni says "master" for "primary"."""
-    found = state.get("role")
-    return "primary" if found in LEADER_ROLES else found
 
 
 def member_state(member: MemberTarget, timeout: float = 2.0) -> dict[str, Any]:
@@ -99,12 +84,12 @@ def wait_healthy(target: ClusterTarget, timeout: float = 180.0, interval: float 
         report = check(target)
         if not report.healthy:
             log.info("waiting for the cluster: %s", "; ".join(report.problems))
-            raise NotReady(report)
+            raise _NotReady(report)
         return report
 
     try:
         for retry in Retrying(
-            stop=stop_after_delay(timeout), wait=wait_fixed(interval), retry=retry_if_exception_type(NotReady)
+            stop=stop_after_delay(timeout), wait=wait_fixed(interval), retry=retry_if_exception_type(_NotReady)
         ):
             with retry:
                 report = attempt()
@@ -112,6 +97,6 @@ def wait_healthy(target: ClusterTarget, timeout: float = 180.0, interval: float 
         return report
     except RetryError as exc:
         last = exc.last_attempt.exception()
-        problems = last.report.problems if isinstance(last, NotReady) else [repr(last)]
+        problems = last.report.problems if isinstance(last, _NotReady) else [repr(last)]
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ClusterNotHealthy(f"cluster not healthy after {timeout:.0f} s; still not ready:\n{lines}") from None

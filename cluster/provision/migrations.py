@@ -31,6 +31,14 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
+    def to_dict(self) -> dict[str, str]:
+        """The shape a dynamic provider's inputs carry (the checksum lets its diff skip comparing texts)."""
+        return {"name": self.name, "checksum": self.checksum, "sql": self.sql}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Migration:
+        return cls(data["name"], data["sql"])
+
 
 class SchemaDrift(ProvisionError):
     """An already-applied migration file was edited."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi import Output, ResourceOptions
+from pulumi import Alias, Output, ResourceOptions
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
 
@@ -22,7 +22,7 @@ def _target(props: dict[str, Any]):  # type: ignore[no-untyped-def]
 def _migrations(props: dict[str, Any]) -> list:
     from cluster.provision.migrations import Migration
 
-    return [Migration(m["name"], m["sql"]) for m in props.get("migrations", [])]
+    return [Migration.from_dict(m) for m in props.get("migrations", [])]
 
 
 def _groups(props: dict[str, Any]) -> set[int]:
@@ -76,14 +76,18 @@ class WorkerGroupProvider(ResourceProvider):
         return CreateResult(id_=f"worker-group-{props['group']}", outs=props)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
+        """On scale-in. On a whole-cluster destroy the coordinator is gone by now and retire() does nothing."""
         from cluster.provision import retire
 
-        if props.get("cluster_destroyed"):
-            return
         retire(_target(props), [int(props["group"])])
 
 
-class Provisioning(Resource):
+# Until 0.1 these resources were registered under Pulumi's generic dynamic type; the alias keeps existing stacks'
+# resources (a changed type would otherwise mean delete + create, and deleting a WorkerGroup unregisters it).
+_GENERIC_TYPE = [Alias(type_="pulumi-python:dynamic:Resource")]
+
+
+class Provisioning(Resource, module="citus-cluster", name="Provisioning"):
     """The cluster's provisioning state: registered nodes, applied migrations, shards per node."""
 
     citus_version: Output[str]
@@ -93,11 +97,15 @@ class Provisioning(Resource):
 
     def __init__(self, name: str, props: dict[str, Any], opts: ResourceOptions | None = None) -> None:
         outputs = {"citus_version": None, "nodes": None, "applied_migrations": None, "shard_counts": None}
-        super().__init__(ProvisioningProvider(), name, {**outputs, **props}, opts)
+        super().__init__(ProvisioningProvider(), name, {**outputs, **props}, _with_alias(opts))
 
 
-class WorkerGroup(Resource):
+class WorkerGroup(Resource, module="citus-cluster", name="WorkerGroup"):
     """A worker group's registration; deleted after the group's containers (see WorkerGroupProvider)."""
 
     def __init__(self, name: str, props: dict[str, Any], opts: ResourceOptions | None = None) -> None:
-        super().__init__(WorkerGroupProvider(), name, props, opts)
+        super().__init__(WorkerGroupProvider(), name, props, _with_alias(opts))
+
+
+def _with_alias(opts: ResourceOptions | None) -> ResourceOptions:
+    return ResourceOptions.merge(opts or ResourceOptions(), ResourceOptions(aliases=_GENERIC_TYPE))

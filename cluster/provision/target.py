@@ -1,15 +1,26 @@
 """What provisioning talks to: DSNs and Patroni URLs as seen from the user's machine, plus the in-cluster
 addresses Citus must register. Plain data, built from the plan, so it can cross into a dynamic provider.
+
+Also the one place a cluster is named from outside the Pulumi program: a deployed stack (its plan plus the
+passwords in `pulumi stack output`), a local cluster's directory, or DSN + Patroni URLs by hand. The product
+CLI and the benchmarks both resolve through `resolve_target`.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from cluster.config import ClusterConfig
-from cluster.plan import SUPERUSER, Plan
+from cluster.config import ClusterConfig, load_config
+from cluster.config.sources import read_stack_file, stack_file
+from cluster.errors import UsageError
+from cluster.plan import SUPERUSER, Plan, build_plan
+from cluster.provision.rest import rest_json
 
 # What sql/ reads from the stack config: each is set as `citus_cluster.<name>` in the session that applies the
 # migrations; the migration that uses one records it, and a later change is refused (it would need the data
@@ -89,3 +100,84 @@ def target_from_plan(plan: Plan, superuser_password: str, app_password: str) -> 
         app_password=app_password,
         schema_settings=schema_settings(plan.config),
     )
+
+
+def resolve_target(
+    *,
+    stack: str | None = None,
+    local: Path | None = None,
+    dsn: str | None = None,
+    patroni: list[str] | None = None,
+    app_user: str = "app",
+    app_password: str = "",
+) -> ClusterTarget:
+    """The cluster named by exactly one of `stack`, `local` (a local cluster's directory) or `dsn` + `patroni`."""
+    if patroni and not dsn:
+        raise UsageError("--patroni goes with --dsn")
+    if stack:
+        return stack_target(stack)
+    if local:
+        return local_target(local)
+    if not dsn:
+        raise UsageError("name a cluster: --stack NAME, --harness DIR or --dsn URL with --patroni GROUP=URL")
+    if not patroni:
+        raise UsageError("--dsn needs at least one --patroni GROUP=URL (one per member)")
+    return manual_target(dsn, patroni, app_user, app_password)
+
+
+def local_target(directory: Path) -> ClusterTarget:
+    """The target a local cluster (`python -m cluster local up`) recorded in its state file."""
+    from cluster.local.state import read_state
+
+    return ClusterTarget.from_dict(read_state(directory)["target"])
+
+
+def stack_target(stack: str) -> ClusterTarget:
+    """A deployed stack: its plan from Pulumi.<stack>.yaml, its passwords from the stack's secret outputs."""
+    loaded = load_config(*read_stack_file(stack_file(stack)))
+    outputs = pulumi_outputs(stack)
+    missing = [k for k in ("rw_dsn", "app_dsn") if k not in outputs]
+    if missing:
+        raise UsageError(f"stack {stack} has no {', '.join(missing)} output: was `make up` run for it?")
+    return target_from_plan(build_plan(loaded.config), password_of(outputs["rw_dsn"]), password_of(outputs["app_dsn"]))
+
+
+def pulumi_outputs(stack: str) -> dict[str, Any]:
+    """`pulumi stack output --show-secrets --json`; the one place the product runs pulumi."""
+    if shutil.which("pulumi") is None:
+        raise UsageError("the Pulumi CLI is not on PATH; use --dsn URL --patroni GROUP=URL … instead")
+    done = subprocess.run(["pulumi", "stack", "output", "--show-secrets", "--json", "--stack", stack],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise UsageError(f"`pulumi stack output --stack {stack}` failed: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+def password_of(dsn: str) -> str:
+    return unquote(urlsplit(dsn).password or "")
+
+
+def manual_target(dsn: str, patroni: list[str], app_user: str, app_password: str) -> ClusterTarget:
+    members = []
+    for spec in patroni:
+        group, sep, url = spec.partition("=")
+        if not sep or not group.isdigit():
+            raise UsageError(f"--patroni {spec!r}: expected GROUP=URL, e.g. 0=http://127.0.0.1:18008")
+        url = url.rstrip("/")
+        name, host, port = member_identity(url)
+        parts = urlsplit(dsn)
+        netloc = parts.netloc.rsplit("@", 1)[0] + f"@{host}:{port}"
+        members.append(MemberTarget(name, int(group), url, urlunsplit(parts._replace(netloc=netloc)), host, port))
+    database = urlsplit(dsn).path.lstrip("/") or "postgres"
+    return ClusterTarget(rw_dsn=dsn, members=tuple(members), database=database, app_user=app_user,
+                         app_password=app_password)
+
+
+def member_identity(url: str) -> tuple[str, str, int]:
+    """(name, host, port) of the member behind a Patroni URL, from its own /patroni and its group's /cluster."""
+    try:
+        name = rest_json(f"{url}/patroni", timeout=5)["patroni"]["name"]
+        member = next(m for m in rest_json(f"{url}/cluster", timeout=5)["members"] if m["name"] == name)
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        raise UsageError(f"cannot read member identity from {url}/patroni and /cluster: {exc}") from None
+    return name, member["host"], int(member["port"])

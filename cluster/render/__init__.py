@@ -9,7 +9,6 @@ from cluster.render.haproxy import render_haproxy
 from cluster.render.patroni import (
     CONFIG_FILE,
     SECRETS_FILE,
-    Passwords,
     render_patroni,
     render_patroni_secrets,
 )
@@ -17,7 +16,6 @@ from cluster.render.patroni import (
 __all__ = [
     "CONFIG_FILE",
     "SECRETS_FILE",
-    "Passwords",
     "etcd_command",
     "image_spec",
     "render_dockerfile",

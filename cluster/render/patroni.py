@@ -6,12 +6,12 @@ the credentials only and travels as a secret. Patroni loads every *.yml of the d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from cluster.plan import REPLICATION_USER, RESTAPI_USER, SUPERUSER, Member, Plan
+from cluster.secrets import Passwords
 
 CONFIG_FILE = "10-patroni.yml"
 SECRETS_FILE = "90-secrets.yml"
@@ -22,20 +22,6 @@ TTL = 20
 LOOP_WAIT = 2
 RETRY_TIMEOUT = 9
 MAXIMUM_LAG_ON_FAILOVER = 1024 * 1024  # bytes a replica may trail and still be promoted
-
-
-@dataclass(frozen=True)
-class Passwords:
-    """Cluster credentials. repr() never shows the values, so a Passwords object is safe to log."""
-
-    superuser: str
-    replication: str
-    restapi: str
-    stats: str
-    app: str
-
-    def __repr__(self) -> str:
-        return "Passwords(<redacted>)"
 
 
 def patroni_config(plan: Plan, member: Member) -> dict[str, Any]:
@@ -105,11 +91,11 @@ def pg_hba(plan: Plan) -> list[str]:
     ]
 
 
-def patroni_secrets(passwords: Passwords) -> dict[str, Any]:
+def patroni_secrets(passwords: Passwords[str]) -> dict[str, Any]:
     """The credentials part; merged over patroni_config by Patroni itself."""
     return {
-        "restapi": {"authentication": {"username": RESTAPI_USER, "password": passwords.restapi}},
-        "ctl": {"authentication": {"username": RESTAPI_USER, "password": passwords.restapi}},
+        "restapi": {"authentication": {"username": RESTAPI_USER, "password": passwords.rest_api}},
+        "ctl": {"authentication": {"username": RESTAPI_USER, "password": passwords.rest_api}},
         "postgresql": {
             "authentication": {
                 "superuser": {"username": SUPERUSER, "password": passwords.superuser},
@@ -129,5 +115,5 @@ def render_patroni(plan: Plan, member: Member) -> str:
     )
 
 
-def render_patroni_secrets(passwords: Passwords) -> str:
+def render_patroni_secrets(passwords: Passwords[str]) -> str:
     return to_yaml(patroni_secrets(passwords))

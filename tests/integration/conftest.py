@@ -1,4 +1,4 @@
-"""Fixtures that start the real-process harness (tests/harness) once and share it.
+"""Fixtures that start the real-process harness (cluster/local) once and share it.
 
 Where the harness cannot run (a laptop without PostgreSQL, etcd or HAProxy) its tests skip with the reason;
 CI sets CITUS_CLUSTER_REQUIRE_HARNESS=1 so a broken install fails there instead of skipping. Tests marked
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Harness, HarnessError, citus_missing, harness_config, local_postgres
+from cluster.local.harness import Harness, citus_missing, harness_config, local_postgres
+from cluster.local.processes import HarnessError
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 

@@ -10,8 +10,8 @@ import pytest
 
 from benchmarks.__main__ import main
 from benchmarks.workload import COMPARE_NAMES, QUERY_NAMES
+from cluster.local.harness import Harness
 from cluster.provision import provision, read_migrations
-from tests.harness import Harness
 from tests.integration.conftest import SQL_DIR
 
 pytestmark = [pytest.mark.slow, pytest.mark.citus]

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from benchmarks.ha import HarnessCluster, run_drill
+from cluster.local.harness import Harness
 from cluster.provision import provision, read_migrations
 from cluster.render.patroni import TTL
-from tests.harness import Harness
 from tests.integration.conftest import SQL_DIR, start_harness
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The harness by hand: `python -m tests.harness up` prints what to connect to and stays up; `down` stops it."""
+"""A local cluster by hand: `python -m cluster local up` prints what to connect to and stays up; `down` stops it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.harness.processes import pid_alive
+from cluster.local.processes import pid_alive
 from tests.integration.conftest import harness_missing
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tests.harness", *args], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "cluster", "local", *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def test_cli_up_prints_json_and_down_stops_everything(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_cli_reports_bad_config_and_missing_state(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("workers: {groups: 0}\n")
     result = run("up", "--config", str(bad), "--dir", str(tmp_path / "never"))
-    assert result.returncode == 1 and "workers.groups" in result.stderr
+    assert result.returncode == 2 and "workers.groups" in result.stderr
     assert not (tmp_path / "never").exists()
     missing = run("down", "--dir", str(tmp_path / "nothing"))
-    assert missing.returncode == 1 and "state.json missing" in missing.stderr
+    assert missing.returncode == 2 and "state.json not found" in missing.stderr

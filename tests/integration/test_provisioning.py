@@ -1,4 +1,4 @@
-"""Provisioning against real processes started from the rendered files (tests/harness)."""
+"""Provisioning against real processes started from the rendered files (cluster/local)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from benchmarks import workload
+from cluster.local.harness import Harness
 from cluster.provision import (
     ClusterNotHealthy,
     Migration,
@@ -21,7 +22,6 @@ from cluster.provision import (
 from cluster.provision import citus as citus_sql
 from cluster.provision import migrations as schema
 from cluster.provision.provider import ProvisioningProvider
-from tests.harness import Harness
 from tests.integration.conftest import SQL_DIR
 
 pytestmark = pytest.mark.slow

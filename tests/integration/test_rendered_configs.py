@@ -14,7 +14,8 @@ import yaml
 
 from cluster.config import load_config
 from cluster.plan import build_plan
-from cluster.render import Passwords, render_haproxy, render_patroni, render_patroni_secrets
+from cluster.render import render_haproxy, render_patroni, render_patroni_secrets
+from cluster.secrets import Passwords
 from tests.support.patroni_check import validate_patroni_dir
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,9 +14,9 @@ import pytest
 
 from benchmarks import steps, workload
 from benchmarks.workload import DATA_COLUMNS, DATA_TABLE, Grid
+from cluster.local.harness import Harness
 from cluster.provision import provision, read_migrations
 from cluster.provision.migrations import SettingChanged
-from tests.harness import Harness
 from tests.integration.conftest import SQL_DIR, start_harness
 
 pytestmark = [pytest.mark.citus, pytest.mark.slow]

@@ -24,6 +24,7 @@ class Registration:
     dependencies: list[str]
     retain_on_delete: bool
     provider: str
+    alias_types: list[str] = field(default_factory=list)
 
 
 class EchoMocks(pulumi.runtime.Mocks):
@@ -60,6 +61,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     retain_on_delete=request.retainOnDelete,
                     provider=request.provider,
+                    alias_types=[a.spec.type for a in request.aliases if a.HasField("spec")],
                 )
             )
         return response
@@ -97,10 +99,7 @@ def deploy(config: dict[str, Any], build_dir: Path, secrets: dict[str, str] | No
     stack.build_dir = lambda _name: build_dir  # type: ignore[assignment]
     try:
         cluster = _run(stack.run)
-        for name in ("rw_dsn", "ro_dsn", "app_dsn", "any_node_dsn", "haproxy_stats_url", "nodes", "image"):
-            output: pulumi.Output | None = getattr(cluster, name)
-            if output is None:
-                continue
+        for name, output in cluster.outputs.items():
             deployment.outputs[name] = _sync_await(output.future())
             if _sync_await(output.is_secret()):
                 deployment.secret_outputs.add(name)

@@ -9,7 +9,7 @@ import pytest
 
 from cluster.config import load_config
 from cluster.plan import build_plan
-from cluster.render import render_patroni
+from cluster.render import image_spec, render_patroni
 from tests.unit.pulumi_mocks import Deployment, deploy
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -44,7 +44,8 @@ def test_dev_stack_declares_exactly_these_resources(dev: Deployment) -> None:
         "RandomPassword": 5,
         "Volume": 8 + 3,
         "Container": 8 + 3 + 1,
-        "Resource": 1 + 3,  # dynamic: provisioning + one registration per worker group
+        "Provisioning": 1,  # dynamic resources, each under its own type
+        "WorkerGroup": 3,  # one registration per worker group
     }
 
 
@@ -195,11 +196,24 @@ def test_invalid_config_declares_nothing(tmp_path: Path) -> None:
     with pytest.raises(pulumi.RunError) as raised:
         deploy({"workers": {"groups": 0}, "ports": {"bindAddres": "0.0.0.0"}}, tmp_path)
     assert "workers.groups" in str(raised.value) and "ports.bindAddres" in str(raised.value)
-    assert not (tmp_path / "Dockerfile").exists()
+    assert list(tmp_path.iterdir()) == []  # not even the Dockerfile was written
+
+
+def test_the_dockerfile_is_written_where_the_image_builds_it(dev: Deployment) -> None:
+    context = Path(dev.named("node-image").inputs["build"]["context"])
+    assert (context / "Dockerfile").read_text() == image_spec(build_plan(load_config({}).config)).dockerfile
 
 
 def dynamic(d: Deployment, name: str):  # type: ignore[no-untyped-def]
-    return next(r for r in d.of_type("Resource") if r.name == name)
+    return next(r for r in d.registrations if r.type.startswith("pulumi-python:dynamic/") and r.name == name)
+
+
+def test_dynamic_resources_have_their_own_types_and_alias_the_generic_one(dev: Deployment) -> None:
+    assert dynamic(dev, "provisioning").type == "pulumi-python:dynamic/citus-cluster:Provisioning"
+    assert dynamic(dev, "worker-group-1").type == "pulumi-python:dynamic/citus-cluster:WorkerGroup"
+    # Stacks created before the types existed keep their resources (a WorkerGroup deleted would unregister it).
+    for name in ("provisioning", "worker-group-1"):
+        assert dynamic(dev, name).alias_types == ["pulumi-python:dynamic:Resource"], name
 
 
 def test_provisioning_runs_after_every_member_and_haproxy(dev: Deployment) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks import ha
 from cluster.config import load_config
+from cluster.errors import UsageError
 from cluster.plan import build_plan
 
 
@@ -40,6 +41,6 @@ def test_docker_drills_act_on_the_planned_containers(calls: list[tuple[str, ...]
 
 def test_unknown_scenarios_are_refused_before_anything_happens(calls: list[tuple[str, ...]]) -> None:
     cluster = ha.DockerCluster(build_plan(load_config({}).config), "postgresql://rw", "postgresql://ro")
-    with pytest.raises(ValueError, match="unknown scenario 'reboot'; expected one of coordinator-leader-kill"):
+    with pytest.raises(UsageError, match="unknown scenario 'reboot'; expected one of coordinator-leader-kill"):
         ha.run_drill(cluster, "reboot")
     assert calls == []

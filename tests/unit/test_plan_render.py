@@ -8,7 +8,6 @@ from cluster.config import load_config
 from cluster.config.versions import citus_image_tag
 from cluster.plan import LocalLayout, PortBook, build_plan, ports_needed
 from cluster.render import (
-    Passwords,
     etcd_command,
     image_spec,
     render_dockerfile,
@@ -17,6 +16,7 @@ from cluster.render import (
     render_patroni,
     render_patroni_secrets,
 )
+from cluster.secrets import Passwords
 
 PASSWORDS = Passwords("su-pw", "repl-pw", "api-pw", "stats-pw", "app-pw")
 

@@ -11,7 +11,9 @@ from cluster.__main__ import main
 from cluster.config import load_config
 from cluster.plan import build_plan
 from cluster.provision import ProvisionResult, cli
+from cluster.provision import target as targets
 from cluster.provision.target import target_from_plan
+from cluster.secrets import redact
 
 SECRET = "p@ss/w:rd%"
 
@@ -24,17 +26,16 @@ def state_dir(tmp_path: Path) -> Path:
 
 def test_passwords_come_back_from_percent_encoded_dsns() -> None:
     plan = build_plan(load_config({}).config)
-    assert cli.password_of(plan.dsn("read-write", SECRET)) == SECRET
+    assert targets.password_of(plan.dsn("read-write", SECRET)) == SECRET
 
 
 def test_redact_hides_every_dsn_password() -> None:
     text = "failed: postgresql://postgres:s3cr%40t@127.0.0.1:5432/citus and postgres://app:x@h:1/d"
-    assert cli.redact(text) == "failed: postgresql://postgres:***@127.0.0.1:5432/citus and postgres://app:***@h:1/d"
+    assert redact(text) == "failed: postgresql://postgres:***@127.0.0.1:5432/citus and postgres://app:***@h:1/d"
 
 
 def test_harness_state_gives_the_target(tmp_path: Path) -> None:
-    args = cli.argparse.Namespace(stack=None, harness=state_dir(tmp_path), dsn=None, patroni=[])
-    target = cli.resolve_target(args)
+    target = targets.resolve_target(local=state_dir(tmp_path))
     assert target.app_password == "app-" + SECRET and len(target.members) == 8
 
 
@@ -54,7 +55,7 @@ def test_usage_problems_exit_2_with_the_fix(argv: list[str], message: str, capsy
 
 
 def test_stack_mode_without_pulumi_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr(cli.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(targets.shutil, "which", lambda _name: None)
     assert main(["provision", "--stack", "dev", "--check"]) == 2
     assert "Pulumi CLI is not on PATH; use --dsn" in capsys.readouterr().err
 
@@ -62,8 +63,8 @@ def test_stack_mode_without_pulumi_says_so(monkeypatch: pytest.MonkeyPatch, caps
 def test_stack_mode_reads_passwords_from_the_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = build_plan(load_config({}).config)
     outputs = {"rw_dsn": plan.dsn("read-write", SECRET), "app_dsn": plan.dsn("read-write", "a%b", "app")}
-    monkeypatch.setattr(cli, "pulumi_outputs", lambda _stack: outputs)
-    target = cli.stack_target("dev")
+    monkeypatch.setattr(targets, "pulumi_outputs", lambda _stack: outputs)
+    target = targets.stack_target("dev")
     assert target.rw_dsn == outputs["rw_dsn"] and target.app_password == "a%b"
     assert {m.host for m in target.members} == {m.name for m in plan.members}  # dev stack: container names
 
@@ -100,7 +101,7 @@ def test_unhealthy_check_exits_1_listing_problems(
 def test_manual_mode_needs_the_app_password_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr(cli, "member_identity", lambda url: ("c0", "127.0.0.1", 5432))
+    monkeypatch.setattr(targets, "member_identity", lambda url: ("c0", "127.0.0.1", 5432))
     monkeypatch.delenv("CITUS_APP_PASSWORD", raising=False)
     argv = ["provision", "--dsn", "postgresql://postgres:pw@127.0.0.1:5432/citus", "--patroni", "0=http://h:8008"]
     assert main(argv) == 2

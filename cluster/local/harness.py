@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -29,16 +28,17 @@ import yaml
 
 from cluster.config import ClusterConfig, load_config
 from cluster.config.sources import read_stack_file, stack_file
+from cluster.local import processes
+from cluster.local.processes import HarnessError, Proc
+from cluster.local.state import STATE_FILE, read_state, write_state
 from cluster.plan import RESTAPI_USER, LocalLayout, Member, Plan, PortBook, build_plan
-from cluster.provision.health import rest_json
-from cluster.provision.health import role as member_role
+from cluster.provision.rest import rest_json
+from cluster.provision.rest import role as member_role
 from cluster.provision.target import ClusterTarget, target_from_plan
-from cluster.render import SECRETS_FILE, Passwords, etcd_command, render_files, render_patroni_secrets
+from cluster.render import SECRETS_FILE, etcd_command, render_files, render_patroni_secrets
 from cluster.render.haproxy import STATS_PASSWORD_ENV
-from tests.harness import processes
-from tests.harness.processes import HarnessError, Proc
+from cluster.secrets import Passwords
 
-STATE_FILE = "state.json"
 STARTUP_TIMEOUT = 180.0
 
 # A laptop-sized default: one etcd, a coordinator pair and two worker pairs; the dev stack's citus section
@@ -116,7 +116,12 @@ class Harness:
     """One cluster under `base_dir`; its state file lets another process (the CLI's `down`) take it over."""
 
     def __init__(
-        self, base_dir: Path, config: ClusterConfig, passwords: Passwords, ports: dict[str, int], citus: bool = True
+        self,
+        base_dir: Path,
+        config: ClusterConfig,
+        passwords: Passwords[str],
+        ports: dict[str, int],
+        citus: bool = True,
     ) -> None:
         self.base_dir = base_dir
         self.config = config
@@ -138,13 +143,11 @@ class Harness:
         base_dir.mkdir(parents=True, exist_ok=True)
         processes.check_reachable(str(base_dir.parent), "choose a --dir whose parents every user can traverse")
         os.chmod(base_dir, 0o700)
-        roles = ("superuser", "replication", "restapi", "stats", "app")
-        pw = Passwords(**{role: secrets.token_urlsafe(18) for role in roles})
-        return cls(base_dir, config, pw, ports={}, citus=citus)
+        return cls(base_dir, config, Passwords.generate(), ports={}, citus=citus)
 
     @classmethod
     def load(cls, base_dir: Path) -> Harness:
-        state = json.loads((Path(base_dir) / STATE_FILE).read_text())
+        state = read_state(base_dir)
         config = load_config(state["config"]).config
         harness = cls(Path(base_dir), config, Passwords(**state["passwords"]), state["ports"], state["citus"])
         harness.procs = {name: Proc(**p) for name, p in state["processes"].items()}
@@ -190,10 +193,9 @@ class Harness:
 
     def _adopt_recorded(self) -> None:
         """Take over live processes that another Harness object on this directory started and recorded."""
-        state = self.base_dir / STATE_FILE
-        if not state.exists():
+        if not (self.base_dir / STATE_FILE).exists():
             return
-        for name, proc in json.loads(state.read_text())["processes"].items():
+        for name, proc in read_state(self.base_dir)["processes"].items():
             recorded = Proc(**proc)
             if recorded.alive() and (name not in self.procs or not self.procs[name].alive()):
                 self.procs[name] = recorded
@@ -203,14 +205,12 @@ class Harness:
         state = {
             "config": self.config.model_dump(mode="json", by_alias=True),
             "ports": self.book.assigned,
-            "passwords": asdict(self.passwords),
+            "passwords": self.passwords.as_dict(),
             "processes": {name: asdict(p) for name, p in self.procs.items()},
             "target": self.target.to_dict(),
             **self.info(),
         }
-        path = self.base_dir / STATE_FILE
-        path.write_text(json.dumps(state, indent=2))
-        os.chmod(path, 0o600)  # it holds the cluster's passwords
+        write_state(self.base_dir, state)
 
     # ---- files --------------------------------------------------------------------------------------------
     def write_files(self) -> None:
@@ -382,7 +382,7 @@ class Harness:
         member = self.member(leader)
         body = json.dumps({"leader": leader}).encode()
         request = urllib.request.Request(f"{self.patroni_url(leader)}/switchover", data=body, method="POST")
-        token = base64.b64encode(f"{RESTAPI_USER}:{self.passwords.restapi}".encode()).decode()
+        token = base64.b64encode(f"{RESTAPI_USER}:{self.passwords.rest_api}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.errors import ClusterError
+
 RUN_AS = "postgres"
 
 
-class HarnessError(RuntimeError):
+class HarnessError(ClusterError):
     """The harness could not bring something up; the message says what, and where its log is."""
 
 
