@@ -389,6 +389,26 @@ class Harness:
             if response.status != 200:
                 raise HarnessError(f"switchover of group {member.group} answered {response.status}")
 
+    def revive(self, timeout: float = STARTUP_TIMEOUT) -> list[str]:
+        """Bring back every process of the current plan that is not running (thawing frozen members first), as
+        Docker's restart policy would; returns the names it had to start. Members of removed groups stay down."""
+        self._adopt_recorded()
+        members = {m.name for m in self.plan.members}
+        for name in members & set(self.procs):
+            self.thaw_member(name)  # SIGCONT is harmless to a running process
+        wanted = [*members, *(e.name for e in self.plan.etcd), self.plan.balancer.name]
+        dead = [name for name in wanted if name in self.procs and not self.procs[name].alive()]
+        for name in dead:
+            if name in members:
+                self.start_member(name)
+            elif name == self.plan.balancer.name:
+                self.start_haproxy(timeout)
+            else:
+                self.restart_process(name)
+        for name in (n for n in dead if n in members):
+            self.wait_member(name, timeout=timeout)
+        return dead
+
     def stop_haproxy(self) -> None:
         self._stop_proc(self.plan.balancer.name)
 

@@ -56,3 +56,27 @@ def test_cli_reports_bad_config_and_missing_state(tmp_path: Path) -> None:
     assert not (tmp_path / "never").exists()
     missing = run("down", "--dir", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "state.json not found" in missing.stderr
+
+
+class TestEachTestGetsACleanCluster:
+    """The `harness` fixture puts back what a test changed; the second test sees the first one's mess gone.
+    (pytest runs a class's tests in order.)"""
+
+    def test_a_test_leaves_a_mess(self, harness) -> None:  # type: ignore[no-untyped-def]
+        with psycopg.connect(harness.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE left_behind (n int)")
+            conn.execute("CREATE VIEW left_view AS SELECT * FROM left_behind")
+        with psycopg.connect(harness.dsn(database="postgres"), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE left_database")
+        harness.stop_member(harness.plan.groups[0][1].name)
+        harness.freeze_member(harness.plan.groups[1][1].name)
+
+    def test_the_next_test_finds_it_cleaned_up(self, harness) -> None:  # type: ignore[no-untyped-def]
+        with psycopg.connect(harness.dsn(), autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('left_behind'), to_regclass('left_view')").fetchone() == (
+                None, None)
+        with psycopg.connect(harness.dsn(database="postgres"), autocommit=True) as admin:
+            assert admin.execute("SELECT 1 FROM pg_database WHERE datname = 'left_database'").fetchone() is None
+        for group in (0, 1):
+            member = harness.plan.groups[group][1].name
+            assert harness.role_of(member) == "replica", member

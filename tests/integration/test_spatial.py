@@ -25,9 +25,8 @@ POINT = "ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)"
 
 
 @pytest.fixture(scope="module")
-def conn(harness: Harness) -> Iterator[psycopg.Connection]:
-    provision(harness.target, read_migrations(SQL_DIR))
-    with psycopg.connect(harness.dsn(), autocommit=True) as connection:
+def conn(shared_harness: Harness) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(shared_harness.dsn(), autocommit=True) as connection:
         yield connection
 
 
