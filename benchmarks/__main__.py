@@ -16,8 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from benchmarks import steps
 from benchmarks.errors import BenchmarkError
 from benchmarks.ha import SCENARIOS, DockerCluster, HarnessCluster, run_drill
@@ -32,7 +30,7 @@ from benchmarks.workload import (
     TABLE,
     Dataset,
 )
-from cluster.errors import ClusterError, UsageError
+from cluster.errors import UsageError, at_the_edge
 from cluster.provision.health import check
 from cluster.provision.target import ClusterTarget, pulumi_outputs, resolve_target
 from cluster.secrets import redact
@@ -78,14 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
     meta = {"command": redact(command),  # reports get committed: no DSN password in them
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info()}
-    try:
-        results = run_benchmarks(args, meta) if args.command == "run" else run_ha(args, meta)
-    except ClusterError as exc:
-        print(f"benchmarks: {redact(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except psycopg.Error as exc:  # the database refused or went away: its own message says why
-        print(f"benchmarks: {redact(str(exc).strip())}", file=sys.stderr)
-        return 1
+    return at_the_edge("benchmarks", lambda: _run(args, meta, out))
+
+
+def _run(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> int:
+    results = run_benchmarks(args, meta) if args.command == "run" else run_ha(args, meta)
     files = write_reports(results, out)
     print(f"reports in {out}: " + ", ".join(sorted(p.name for p in files.values())))
     return 0

@@ -14,30 +14,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from cluster.config import load_config
 from cluster.config.sources import read_stack_file, stack_file
-from cluster.errors import ClusterError
+from cluster.errors import at_the_edge
 from cluster.local.cli import add_parser as add_local
 from cluster.plan import Plan, build_plan, group_role
 from cluster.provision.cli import add_parser as add_provision
 from cluster.render import etcd_command, image_spec, render_files
-from cluster.secrets import redact
 
 REDACTED = "REDACTED"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except ClusterError as exc:
-        print(f"{args.command}: {redact(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except psycopg.Error as exc:  # the database refused or went away: its own message says why
-        print(f"{args.command}: {redact(str(exc).strip())}", file=sys.stderr)
-        return 1
+    return at_the_edge(args.command, lambda: args.handler(args))
 
 
 def _parser() -> argparse.ArgumentParser:

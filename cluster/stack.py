@@ -10,8 +10,9 @@ from pathlib import Path
 import pulumi
 
 from cluster.component import CitusCluster
-from cluster.config import ConfigError, load_config
+from cluster.config import load_config
 from cluster.config.sources import PROJECT, project_root, read_pulumi_config
+from cluster.errors import ClusterError
 from cluster.plan import build_plan
 from cluster.provision.migrations import read_migrations
 
@@ -22,11 +23,15 @@ def build_dir(stack: str) -> Path:
 
 
 def run() -> CitusCluster:
-    raw, secret_keys = read_pulumi_config()
+    """The program's edge: an error meant for a person (ClusterError) becomes Pulumi's one-line RunError."""
     try:
-        loaded = load_config(raw, secret_keys)
-    except ConfigError as exc:
+        return _declare()
+    except ClusterError as exc:
         raise pulumi.RunError(str(exc)) from None
+
+
+def _declare() -> CitusCluster:
+    loaded = load_config(*read_pulumi_config())
     config = pulumi.Config(PROJECT)
     supplied = {key: config.require_secret(key) for key in loaded.supplied_passwords}
     migrations = read_migrations(project_root() / "sql")
