@@ -54,8 +54,11 @@ backend: preflight $(VENV)/.installed-run
 
 with_passphrase = $(if $(PULUMI_CONFIG_PASSPHRASE)$(PULUMI_CONFIG_PASSPHRASE_FILE),,PULUMI_CONFIG_PASSPHRASE_FILE=$(STATE_DIR)/passphrase)
 
+# After the cluster: its CA where the DSNs expect it, and a libpq service file (passwords in a 0600 file beside it).
 up: backend
 	$(call with_passphrase) $(PULUMI) up --yes --stack $(STACK)
+	$(call with_passphrase) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m cluster ca --stack $(STACK) \
+	  --service-file build/tls/$(STACK)/pg_service.conf
 
 down: backend
 	$(call with_passphrase) $(PULUMI) destroy --yes --stack $(STACK)

@@ -3,6 +3,7 @@
 python -m benchmarks run --harness DIR [--rows 1000000] [--steps load,queries,...] [--baseline-dsn URL]
 python -m benchmarks run --stack dev | --dsn URL
 python -m benchmarks ha  --harness DIR [--scenario coordinator-leader-kill ...] [--repeat 5]
+    (partition-* and etcd-quorum-loss-* need a namespaced harness: `python -m cluster local up --namespaces`)
 Reports (results.json, report.md, report.html, PNGs) go to --out (default benchmarks/results/<timestamp>).
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from benchmarks import steps
 from benchmarks.errors import BenchmarkError
-from benchmarks.ha import SCENARIOS, DockerCluster, HarnessCluster, run_drill
+from benchmarks.ha import PARTITIONS, SCENARIOS, DockerCluster, HarnessCluster, run_drill
 from benchmarks.report import machine_info, write_reports
 from benchmarks.stats import per_second
 from benchmarks.workload import (
@@ -217,24 +218,27 @@ def run_ha(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
         from cluster.config import load_config
         from cluster.config.sources import read_stack_file, stack_file
         from cluster.plan import build_plan
+        from cluster.provision.target import admin_dsn
 
         outputs = pulumi_outputs(args.stack)
         cluster = DockerCluster(build_plan(load_config(*read_stack_file(stack_file(args.stack))).config),
-                                outputs["rw_dsn"], outputs["ro_dsn"])
+                                admin_dsn(outputs), outputs.get("app_ro_dsn") or outputs["ro_dsn"])
     scenarios = args.scenario or ["coordinator-leader-kill", "worker-leader-kill"]
     drills, first = [], None
     for scenario in scenarios:
         for i in range(args.repeat):
             result = run_drill(cluster, scenario, writers=args.writers, readers=args.readers)
             print(f"{scenario} #{i + 1}: first write {result.first_write_after} s, all writes ok "
-                  f"{result.writes_all_ok_after} s, healthy {result.recovered_after} s, lost {result.lost}",
-                  file=sys.stderr)
+                  f"{result.writes_all_ok_after} s, healthy {result.recovered_after} s, lost {result.lost}, "
+                  f"split-brain {result.verdict['split_brain_window']} s, history "
+                  f"{'valid' if result.verdict['valid'] else result.verdict['problems'][:3]}", file=sys.stderr)
             drills.append(result.summary())
             first = first or result
     medians = {
         s: [len(ds := [d for d in drills if d["scenario"] == s]),
             _median(ds, "first_write_after"), _median(ds, "writes_all_ok_after"), _median(ds, "recovered_after"),
-            sum(d["lost"] for d in ds)]
+            sum(d["lost"] for d in ds), max(d["verdict"]["split_brain_window"] for d in ds),
+            statistics.median(d["verdict"]["failed_writes"] for d in ds), sum(d["verdict"]["valid"] for d in ds)]
         for s in scenarios
     }
     assert first is not None
@@ -242,7 +246,9 @@ def run_ha(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
     seconds = per_second(writes, 0.0, max(t for t, _ in writes) if writes else 0.0)
     timeline = {"title": f"{first.scenario}: writes per second (one drill)", "seconds": [s for s, _, _ in seconds],
                 "ok": [ok for _, ok, _ in seconds], "failed": [f for _, _, f in seconds], "kill_at": first.kill_at,
-                "recovered_at": first.kill_at + (first.recovered_after or 0)}
+                "recovered_at": first.kill_at + (first.recovered_after or 0),
+                "damage": "cut" if first.scenario in PARTITIONS else "kill",
+                "healed_at": None if first.healed_after is None else first.kill_at + first.healed_after}
     return {"meta": meta | {"scenarios": scenarios, "repeat": args.repeat}, "ha": {
         "drills": drills, "medians": medians, "timeline": timeline}}
 

@@ -11,10 +11,17 @@ person, and reports:
 
 Two kinds of cluster, one interface (`DrillCluster`): a harness directory (kills PIDs) or a Pulumi stack on
 Docker (`docker kill`), the latter found through the stack's published Patroni ports.
+
+Partition drills (`partition-*`, `etcd-quorum-loss-*`) need the namespaced harness (`--namespaces`): they cut
+hosts off the network with DROP rules instead of killing anything. Every drill records its operations as a
+history (benchmarks/history.py) and reports the checker's verdict: lost or half-committed writes, writes
+acknowledged on two timelines, the split-brain window measured by probing every member of the victim's group
+directly, and reads on the read-write endpoint going back in time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
@@ -24,15 +31,24 @@ from typing import Any, Protocol
 
 import psycopg
 
+from benchmarks import history
 from benchmarks.errors import BenchmarkError
-from cluster.errors import UsageError
+from cluster.errors import ClusterError, UsageError
+from cluster.local import network
 from cluster.provision.rest import rest_json
 from cluster.provision.rest import role as member_role
 
+PARTITIONS = ("partition-coordinator-leader", "partition-worker-leader", "partition-coordinator-worker",
+              "etcd-quorum-loss-failsafe-off", "etcd-quorum-loss-failsafe-on")
 SCENARIOS = ("coordinator-leader-kill", "worker-leader-kill", "coordinator-leader-freeze", "postgres-crash",
-             "switchover", "haproxy-restart", "etcd-member-loss")
+             "switchover", "haproxy-restart", "etcd-member-loss", *PARTITIONS)
 # Scenarios where the victim's group must elect another leader before the victim may come back.
-LEADER_LOSS = ("coordinator-leader-kill", "worker-leader-kill", "coordinator-leader-freeze")
+LEADER_LOSS = ("coordinator-leader-kill", "worker-leader-kill", "coordinator-leader-freeze",
+               "partition-coordinator-leader", "partition-worker-leader")
+# Partitions nobody fails over from: held this long (seconds, > ttl), then healed.
+HOLD = {"partition-coordinator-worker": 15.0, "etcd-quorum-loss-failsafe-off": 30.0,
+        "etcd-quorum-loss-failsafe-on": 30.0}
+PROBE_INTERVAL = 0.1
 TABLE = "ha_drill"
 
 
@@ -57,16 +73,26 @@ class DrillCluster(Protocol):
     def kill_etcd(self) -> str: ...
     def restart_etcd(self, name: str) -> None: ...
     def switchover(self, group: int, leader: str) -> None: ...
+    # Partitions (namespaced harness only):
+    def member_dsn(self, member: str) -> str: ...  # straight to the member, not through HAProxy
+    def host_address(self, name: str) -> str: ...  # a member's or etcd member's address
+    def etcd_members(self) -> list[str]: ...
+    def cut(self, name: str, peers: list[str] | None) -> None: ...  # from these addresses, or from everything
+    def heal(self, name: str) -> None: ...
+    def set_failsafe(self, on: bool) -> bool: ...  # returns what it was
 
 
 @dataclass
 class Attempt:
-    kind: str  # "write" or "read"
+    kind: str  # "write", "read" (ro endpoint, SELECT 1), "rw-read" (rw endpoint, row count) or "probe"
     client: int
     started: float
     finished: float
     ok: bool
     error: str = ""
+    value: int | None = None  # write: its id; rw-read: the count seen; probe: 1 if the member accepts writes
+    node: str = ""  # write/rw-read: the server the session reached; probe: the member probed
+    group: int = 0  # probe: the member's group
 
 
 @dataclass
@@ -91,6 +117,9 @@ class DrillResult:
     errors: dict[str, int]
     attempts: list[Attempt] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
+    verdict: dict[str, Any] = field(default_factory=dict)  # benchmarks.history.Verdict.summary()
+    healed_after: float | None = None  # partitions: seconds from the cut to healing it
+    first_write_after_heal: float | None = None  # partitions held until healed: writes back from the heal
 
     @property
     def lost(self) -> int:
@@ -104,10 +133,16 @@ class DrillResult:
 
 
 class Load:
-    """Writer and reader threads, each with its own connection, logging every attempt."""
+    """Writer and reader threads, each with its own connection, logging every attempt.
 
-    def __init__(self, cluster: DrillCluster, writers: int, readers: int, start: float) -> None:
-        self.cluster, self.start = cluster, start
+    `rw_readers` count the rows through the rw endpoint (for the history's read check); `pairs` makes each
+    write one transaction of two rows, id and -id, on different shards (two-phase commit across groups);
+    `probes` (group, member) ask each member directly, 10 times a second, whether it accepts writes.
+    """
+
+    def __init__(self, cluster: DrillCluster, writers: int, readers: int, start: float, *, rw_readers: int = 0,
+                 pairs: bool = False, probes: tuple[tuple[int, str], ...] = ()) -> None:
+        self.cluster, self.start, self.pairs = cluster, start, pairs
         self.attempts: list[Attempt] = []
         self.acknowledged: set[int] = set()
         self.tried: set[int] = set()
@@ -115,6 +150,9 @@ class Load:
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._write, args=(i,), daemon=True) for i in range(writers)]
         self._threads += [threading.Thread(target=self._read, args=(i,), daemon=True) for i in range(readers)]
+        self._threads += [threading.Thread(target=self._rw_read, args=(i,), daemon=True) for i in range(rw_readers)]
+        self._threads += [threading.Thread(target=self._probe, args=(i, g, m), daemon=True)
+                          for i, (g, m) in enumerate(probes)]
 
     def __enter__(self) -> Load:
         for t in self._threads:
@@ -130,18 +168,25 @@ class Load:
         with self._lock:
             self.attempts.append(attempt)
 
-    def _loop(self, kind: str, client: int, dsn: str, work: Callable[[psycopg.Connection], None]) -> None:
+    def _loop(self, kind: str, client: int, dsn: str, work: Callable[[psycopg.Connection], int | None],
+              pause: float = 0.02, node: str = "", group: int = 0, **connect: Any) -> None:
+        """Run `work` again and again; record each attempt with the value it returns and the server it reached."""
         conn: psycopg.Connection | None = None
+        server = node
         while not self._stop.is_set():
             began = time.monotonic() - self.start
+            value: int | None = None
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2)
-                work(conn)
-                self._record(Attempt(kind, client, began, time.monotonic() - self.start, True))
-                time.sleep(0.02)
+                    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2, **connect)
+                    server = node or _server(conn)  # through HAProxy: whichever member it routed this session to
+                value = work(conn)
+                self._record(Attempt(kind, client, began, time.monotonic() - self.start, True, "", value, server,
+                                     group))
+                time.sleep(pause)
             except psycopg.Error as exc:
-                self._record(Attempt(kind, client, began, time.monotonic() - self.start, False, _first_line(exc)))
+                self._record(Attempt(kind, client, began, time.monotonic() - self.start, False, _first_line(exc),
+                                     getattr(exc, "_drill_value", None), server, group))
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -152,18 +197,42 @@ class Load:
     def _write(self, client: int) -> None:
         sequence = iter(range(client * 1_000_000_000 + 1, (client + 1) * 1_000_000_000))
 
-        def insert(conn: psycopg.Connection) -> None:
+        def insert(conn: psycopg.Connection) -> int:
             row_id = next(sequence)
             with self._lock:
                 self.tried.add(row_id)
-            conn.execute(f"INSERT INTO {TABLE} (id, writer) VALUES (%s, %s)", (row_id, client))
+            try:
+                if self.pairs:  # one transaction, two shards: Citus commits it with two-phase commit
+                    conn.execute(f"INSERT INTO {TABLE} (id, writer) VALUES (%s, %s), (%s, %s)",
+                                 (row_id, client, -row_id, client))
+                else:
+                    conn.execute(f"INSERT INTO {TABLE} (id, writer) VALUES (%s, %s)", (row_id, client))
+            except psycopg.Error as exc:
+                exc._drill_value = row_id  # type: ignore[attr-defined]  # the failed write's id, for the history
+                raise
             with self._lock:
                 self.acknowledged.add(row_id)
+            return row_id
 
         self._loop("write", client, self.cluster.rw_dsn, insert)
 
     def _read(self, client: int) -> None:
-        self._loop("read", client, self.cluster.ro_dsn, lambda conn: conn.execute("SELECT 1").fetchone())
+        self._loop("read", client, self.cluster.ro_dsn, lambda conn: conn.execute("SELECT 1").fetchone()[0])
+
+    def _rw_read(self, client: int) -> None:
+        def count(conn: psycopg.Connection) -> int:
+            return int(conn.execute(f"SELECT count(*) FROM {TABLE} WHERE id > 0").fetchone()[0])
+
+        self._loop("rw-read", client, self.cluster.rw_dsn, count, pause=0.1)
+
+    def _probe(self, client: int, group: int, member: str) -> None:
+        """Does `member` accept writes? Asked straight, not through HAProxy; a silent member is a failed probe
+        after 1 s (tcp_user_timeout), not a hang."""
+        def writable(conn: psycopg.Connection) -> int:
+            return int(conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0])
+
+        self._loop("probe", client, self.cluster.member_dsn(member), writable, pause=PROBE_INTERVAL,
+                   node=member, tcp_user_timeout=1000, group=group)
 
 
 def prepare_table(cluster: DrillCluster) -> bool:
@@ -222,33 +291,68 @@ def run_drill(
         raise UsageError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
     _wait(lambda: fully_healthy(cluster, None), timeout, "the cluster to be healthy before the drill")
     synchronous = prepare_table(cluster)
-    start = time.monotonic()
     notes: list[str] = []
-    with Load(cluster, writers, readers, start) as load:
+    partition = scenario in PARTITIONS
+    failsafe_before: bool | None = None
+    if scenario.startswith("etcd-quorum-loss"):
+        failsafe = scenario.endswith("-on")
+        failsafe_before = cluster.set_failsafe(failsafe)
+        notes.append(f"Patroni failsafe_mode {'on' if failsafe else 'off'} for this drill")
+    probes = tuple((g, m) for g in cluster.groups() for m in cluster.members(g)) if partition else ()
+    start = time.monotonic()
+    healed_at: float | None = None
+    with Load(cluster, writers, readers, start, rw_readers=1 if partition else 0, pairs=partition and cluster.citus,
+              probes=probes) as load:
         time.sleep(baseline)
         damage_at = time.monotonic() - start
         victim, restore = _break(cluster, scenario, notes)
-        kill_at = time.monotonic() - start  # the damage is confirmed: nothing started later reached the victim
-        first_write = _wait_first(load, "write", kill_at, timeout)
-        first_read = _wait_first(load, "read", kill_at, timeout)
-        group = _victim_group(cluster, victim)
-        if scenario in LEADER_LOSS and group is not None:
-            # Bring the old leader back only once another member leads; restarted earlier it would find its own
-            # leader key still alive in etcd and simply resume, which measures a restart, not a failover.
-            _wait(lambda: leader_of(cluster, group) not in (None, victim), timeout, f"a new leader of group {group}")
-        failover_at = time.monotonic() - start
-        restore()
-        member = victim if group is not None else None  # HAProxy and etcd are not Patroni members
-        _wait(lambda: fully_healthy(cluster, member), timeout, f"the cluster to heal after {scenario}")
-        _wait(lambda: citus_leaders_registered(cluster), timeout, "pg_dist_node to point at every group's leader")
-        recovered = time.monotonic() - start - kill_at
-        time.sleep(after)
+        restore = _once(restore)  # whatever fails below, the damage is undone (a cut left in place breaks the rest)
+        try:
+            kill_at = time.monotonic() - start  # the damage is confirmed: nothing started later reached the victim
+            if scenario in HOLD:  # nobody fails over from this one: hold it, then heal
+                time.sleep(max(0.0, kill_at + HOLD[scenario] - (time.monotonic() - start)))
+                restore()
+                healed_at = time.monotonic() - start
+                restore = _nothing
+            first_write = _wait_first(load, "write", kill_at, timeout)
+            first_read = _wait_first(load, "read", kill_at, timeout)
+            group = _victim_group(cluster, victim)
+            if scenario in LEADER_LOSS and group is not None:
+                # Bring the old leader back only once another member leads; restarted earlier it would find its own
+                # leader key still alive in etcd and simply resume, which measures a restart, not a failover. (A
+                # partitioned old leader may still say "primary" over REST while its PostgreSQL shuts down and
+                # refuses everyone: the probes, not this, judge split brain.)
+                _wait(lambda: _new_leader(cluster, group, victim), timeout, f"a new leader of group {group}")
+            failover_at = time.monotonic() - start
+            restore()
+            if partition and healed_at is None:
+                healed_at = time.monotonic() - start
+            member = victim if group is not None else None  # HAProxy and etcd are not Patroni members
+            _wait(lambda: fully_healthy(cluster, member), timeout, f"the cluster to heal after {scenario}")
+            _wait(lambda: citus_leaders_registered(cluster), timeout, "pg_dist_node to point at every group's leader")
+            recovered = time.monotonic() - start - kill_at
+            time.sleep(after)
+        except BaseException:
+            restore()
+            if failsafe_before is not None:  # best effort: the cluster may be what failed
+                with contextlib.suppress(ClusterError, OSError):
+                    cluster.set_failsafe(failsafe_before)
+            raise
+    if failsafe_before is not None:
+        cluster.set_failsafe(failsafe_before)
     attempts = sorted(load.attempts, key=lambda a: a.started)
-    found = _found(cluster, load.tried)
+    if partition and cluster.citus:
+        notes.append(f"two-phase commit recovery after healing: {recover_prepared(cluster)} transactions")
+    found = _found(cluster, load.tried | {-i for i in load.tried} if partition else load.tried)
     with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
         conn.execute(f"DROP TABLE {TABLE}")  # counted; leave nothing behind in the cluster under test
     acknowledged = load.acknowledged
+    verdict = history.check(to_history(attempts, pairs=partition and cluster.citus), found)
     failed_writes = [a.finished for a in attempts if a.kind == "write" and not a.ok and a.started >= kill_at]
+    first_after_heal = None
+    if healed_at is not None and scenario in HOLD:
+        done = [a.finished for a in attempts if a.kind == "write" and a.ok and a.started >= healed_at]
+        first_after_heal = round(min(done) - healed_at, 3) if done else None
     return DrillResult(
         scenario=scenario,
         synchronous=synchronous,
@@ -265,16 +369,58 @@ def run_drill(
         acknowledged=len(acknowledged),
         found=len(found & acknowledged),
         lost_ids=sorted(acknowledged - found),
-        unacknowledged_but_committed=len(found - acknowledged),
+        unacknowledged_but_committed=len({i for i in found if i > 0} - acknowledged),
         phases=phase_rates(attempts, damage_at, kill_at + recovered),
         errors=error_counts(attempts),
         attempts=attempts,
         notes=notes,
+        verdict=verdict.summary(),
+        healed_after=None if healed_at is None else round(healed_at - kill_at, 3),
+        first_write_after_heal=first_after_heal,
     )
+
+
+def to_history(attempts: list[Attempt], pairs: bool = False) -> list[history.Op]:
+    """The drill's attempts as the checker's operations (ro reads say nothing about the data: left out)."""
+    kinds: dict[str, history.Kind] = {"write": "write", "rw-read": "read", "probe": "probe"}
+    return [
+        history.Op(kinds[a.kind], a.node if a.kind == "probe" else f"{a.kind}{a.client}", a.started, a.finished,
+                   "ok" if a.ok else "fail", a.value, a.node, a.group, pair=pairs and a.kind == "write")
+        for a in attempts if a.kind in kinds
+    ]
+
+
+def recover_prepared(cluster: DrillCluster) -> int:
+    """Run Citus's two-phase commit recovery now (it would run by itself within a minute): prepared
+    transactions a partition left on a worker are committed or rolled back as the coordinator's record says."""
+    with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
+        return int(conn.execute("SELECT recover_prepared_transactions()").fetchone()[0])
+
+
+def _nothing() -> None:
+    return None
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """`action`, run at most once however often it is called."""
+    done = threading.Event()
+
+    def run() -> None:
+        if not done.is_set():
+            done.set()
+            action()
+
+    return run
+
+
+def _new_leader(cluster: DrillCluster, group: int, victim: str) -> bool:
+    return any(cluster.role(m) == "primary" for m in cluster.members(group) if m != victim)
 
 
 def _break(cluster: DrillCluster, scenario: str, notes: list[str]) -> tuple[str, Callable[[], None]]:
     """Do the damage; return the victim's name and how to bring it back (what Docker's restart would do)."""
+    if scenario in PARTITIONS:
+        return _partition(cluster, scenario, notes)
     worker = scenario.startswith("worker")
     groups = cluster.groups()
     group = next((g for g in groups if g != 0), 0) if worker else 0
@@ -302,6 +448,51 @@ def _break(cluster: DrillCluster, scenario: str, notes: list[str]) -> tuple[str,
     name = cluster.kill_etcd()
     notes.append(f"killed etcd member {name}; the remaining members keep the quorum")
     return name, lambda: cluster.restart_etcd(name)
+
+
+def _partition(cluster: DrillCluster, scenario: str, notes: list[str]) -> tuple[str, Callable[[], None]]:
+    """Cut hosts off with DROP rules in their namespaces; return the victim and how to heal."""
+    etcd = cluster.etcd_members()
+    coordinator = leader_of(cluster, 0)
+    if coordinator is None:
+        raise BenchmarkError("the coordinator group has no single leader before the drill")
+    if scenario == "partition-coordinator-leader":
+        # Cut from etcd and its standbys, while HAProxy and the clients (the root namespace) still reach it.
+        standbys = [m for m in cluster.members(0) if m != coordinator]
+        cluster.cut(coordinator, [cluster.host_address(n) for n in etcd + standbys])
+        notes.append(f"{coordinator} cut off from etcd and {', '.join(standbys)}; HAProxy still reaches it")
+        return coordinator, lambda: cluster.heal(coordinator)
+    if scenario == "partition-worker-leader":
+        worker = leader_of(cluster, 1)
+        if worker is None:
+            raise BenchmarkError("worker group 1 has no single leader before the drill")
+        cluster.cut(worker, None)
+        notes.append(f"{worker} cut off from everything (etcd, its group, the coordinator, HAProxy)")
+        return worker, lambda: cluster.heal(worker)
+    if scenario == "partition-coordinator-worker":
+        group, coordinators = cluster.members(1), cluster.members(0)
+        for member in coordinators:
+            cluster.cut(member, [cluster.host_address(n) for n in group])
+        notes.append(f"{', '.join(coordinators)} cannot reach worker group 1 ({', '.join(group)}); "
+                     "everything else is healthy")
+
+        def heal_coordinators() -> None:
+            for member in coordinators:
+                cluster.heal(member)
+
+        return coordinator, heal_coordinators
+    if len(etcd) < 3:
+        raise BenchmarkError(f"etcd quorum loss needs 3 etcd members, the cluster has {len(etcd)}")
+    cut_off = etcd[1:]
+    for name in cut_off:
+        cluster.cut(name, None)
+    notes.append(f"etcd members {', '.join(cut_off)} cut off from everything: {etcd[0]} alone has no quorum")
+
+    def heal_etcd() -> None:
+        for name in cut_off:
+            cluster.heal(name)
+
+    return etcd[0], heal_etcd
 
 
 def _victim_group(cluster: DrillCluster, victim: str) -> int | None:
@@ -363,14 +554,21 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     raise BenchmarkError(f"waited {timeout:.0f} s for {what}" + (f"; last error: {last}" if last else ""))
 
 
+def _server(conn: psycopg.Connection) -> str:
+    """The server a session reached (through HAProxy: whichever member it routed to)."""
+    row = conn.execute("SELECT host(inet_server_addr()) || ':' || inet_server_port()").fetchone()
+    return str(row[0]) if row and row[0] else ""
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def patroni_state(url: str) -> dict[str, Any]:
-    """A member's GET /patroni, or {} while it cannot answer (a drill expects members to be unreachable)."""
+def patroni_state(url: str, ca_file: str | None) -> dict[str, Any]:
+    """A member's GET /patroni over verified HTTPS, or {} while it cannot answer (a drill expects members to be
+    unreachable)."""
     try:
-        return rest_json(f"{url}/patroni")
+        return rest_json(f"{url}/patroni", ca_file=ca_file)
     except (OSError, ValueError):
         return {}
 
@@ -396,7 +594,7 @@ class HarnessCluster:
         return [m.name for m in self.h.plan.groups[group]]
 
     def state(self, member: str) -> dict[str, Any]:
-        return patroni_state(self.h.patroni_url(member))
+        return patroni_state(self.h.patroni_url(member), self.h.ca_file)
 
     def role(self, member: str) -> str | None:
         return member_role(self.state(member))
@@ -435,6 +633,24 @@ class HarnessCluster:
     def switchover(self, group: int, leader: str) -> None:
         self.h.switchover(leader)
 
+    def member_dsn(self, member: str) -> str:
+        return self.h.member_dsn(member)
+
+    def host_address(self, name: str) -> str:
+        return self.h.host(name).address
+
+    def etcd_members(self) -> list[str]:
+        return [e.name for e in self.h.plan.etcd]
+
+    def cut(self, name: str, peers: list[str] | None) -> None:
+        network.cut(self.h.host(name), peers)
+
+    def heal(self, name: str) -> None:
+        network.heal(self.h.host(name))
+
+    def set_failsafe(self, on: bool) -> bool:
+        return bool(self.h.patch_dcs({"failsafe_mode": on}).get("failsafe_mode", False))
+
 
 class DockerCluster:
     """A deployed stack: Patroni through its published REST ports, damage through the docker CLI."""
@@ -451,7 +667,8 @@ class DockerCluster:
         return [m.name for m in self.plan.groups[group]]
 
     def state(self, member: str) -> dict[str, Any]:
-        return patroni_state(f"http://{self.plan.client_host}:{self._members[member].published_api}")
+        url = f"https://{self.plan.client_host}:{self._members[member].published_api}"
+        return patroni_state(url, self.plan.client_ca_file)
 
     def role(self, member: str) -> str | None:
         return member_role(self.state(member))
@@ -493,6 +710,16 @@ class DockerCluster:
         ctl = f"{PATRONI_VENV}/bin/patronictl"
         args = ["exec", leader, ctl, "-c", PATRONI_CONFIG_DIR, "switchover", "--group", str(group)]
         _docker(*args, "--leader", leader, "--force")
+
+
+    def _no_partitions(self, *args: object) -> Any:
+        raise BenchmarkError("partition drills need the namespaced harness (python -m cluster local up --namespaces "
+                             "and --harness DIR): Docker members share one network that this tool cannot cut")
+
+    member_dsn = host_address = cut = heal = set_failsafe = _no_partitions
+
+    def etcd_members(self) -> list[str]:
+        return [e.name for e in self.plan.etcd]
 
 
 def _docker(*args: str) -> None:

@@ -98,7 +98,8 @@ def sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[An
             for d in ha["drills"]]))
         if medians := ha.get("medians"):
             out.append(("HA medians", ["scenario", "drills", "first write s", "all writes ok s", "recovered s",
-                                       "lost (total)"], [[s, *m] for s, m in medians.items()]))
+                                       "lost (total)", "split-brain s (max)", "failed writes", "histories valid"],
+                        [[s, *m] for s, m in medians.items()]))
     return out
 
 
@@ -181,7 +182,10 @@ def make_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         seconds = [int(s) for s in timeline["seconds"]]
         ax.bar(seconds, timeline["ok"], color="tab:green", label="successful writes")
         ax.bar(seconds, timeline["failed"], bottom=timeline["ok"], color="tab:red", label="failed writes")
-        for at, label in ((timeline["kill_at"], "kill"), (timeline["recovered_at"], "healthy")):
+        marks = [(timeline["kill_at"], timeline.get("damage", "kill")), (timeline["recovered_at"], "healthy")]
+        if timeline.get("healed_at") is not None:
+            marks.append((timeline["healed_at"], "healed"))
+        for at, label in marks:
             ax.axvline(at, color="black", linestyle="--")
             ax.text(at, ax.get_ylim()[1] * 0.9, f" {label}")
         ax.set_xlabel("seconds")

@@ -4,6 +4,10 @@ python -m cluster render --stack dev --out build/rendered
 python -m cluster render --config my-cluster.yaml --out /tmp/rendered
 python -m cluster provision --stack dev [--check | --rebalance]
 python -m cluster local up --dir /tmp/c1 | local down --dir /tmp/c1
+python -m cluster ca --stack dev [--out ca.crt] [--service-file pg_service.conf]
+python -m cluster status --stack dev | --harness /tmp/c1 [--json] [--watch 2]
+python -m cluster backup create|point|list|check --harness /tmp/c1 | --stack dev
+python -m cluster restore --harness /tmp/c1 --to-point NAME --target-harness /tmp/c2
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cluster.backup.cli import add_parsers as add_backup
+from cluster.client_cli import add_parser as add_ca
 from cluster.config import load_config
 from cluster.config.sources import read_stack_file, stack_file
 from cluster.errors import at_the_edge
@@ -21,6 +27,7 @@ from cluster.local.cli import add_parser as add_local
 from cluster.plan import Plan, build_plan, group_role
 from cluster.provision.cli import add_parser as add_provision
 from cluster.render import etcd_command, image_spec, render_files
+from cluster.status.cli import add_parser as add_status
 
 REDACTED = "REDACTED"
 
@@ -41,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     render.set_defaults(handler=_render)
     add_provision(commands)
     add_local(commands)
+    add_ca(commands)
+    add_status(commands)
+    add_backup(commands)
     return parser
 
 

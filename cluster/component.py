@@ -15,19 +15,23 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from cluster import tls
 from cluster.config.models import Limits
 from cluster.plan import (
     CONTAINER_PORTS,
+    DATABASE_UID,
     DOCKER_DATA_MOUNT,
     ETCD_DATA_MOUNT,
     PATRONI_VENV,
+    SECRET_FILE_MODE,
     EtcdMember,
     Member,
     Plan,
 )
+from cluster.provision.certificates import Certificates, identity_props
 from cluster.provision.migrations import Migration
 from cluster.provision.provider import Provisioning, WorkerGroup
-from cluster.provision.target import target_from_plan
+from cluster.provision.target import STATS_PASSWORD_OUTPUT, target_from_plan
 from cluster.render import (
     CONFIG_FILE,
     SECRETS_FILE,
@@ -37,11 +41,20 @@ from cluster.render import (
     render_patroni,
     render_patroni_secrets,
 )
+from cluster.render.etcd import etcd_client_flags
 from cluster.render.haproxy import STATS_PASSWORD_ENV
-from cluster.secrets import Passwords
+from cluster.render.pgbackrest import S3_KEY_ENV, render_pgbackrest
+from cluster.render.pgbackrest import config_path as pgbackrest_config_path
+from cluster.secrets import REPOSITORY_KEYS, Passwords
 
 RESTART_POLICY = "unless-stopped"  # a killed member comes back by itself and rejoins as a replica
-HEALTHCHECK_SCRIPT = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=2)"
+HEALTHCHECK_SCRIPT = (
+    "import ssl, urllib.request; urllib.request.urlopen('https://127.0.0.1:{port}/health', timeout=2, "
+    "context=ssl.create_default_context(cafile='{ca}'))"
+)
+# Who owns the TLS files in each image (numeric: uploads resolve names on the Pulumi host, not in the image):
+# postgres in the citusdata/citus image, haproxy in the official haproxy image, root in the etcd image.
+FILE_OWNERS = {"node": str(DATABASE_UID), "haproxy": "99", "etcd": "0"}
 
 SecretPasswords = Passwords[pulumi.Output[str]]
 
@@ -77,18 +90,21 @@ class CitusCluster(pulumi.ComponentResource):
         node_image = self._node_image(build_dir)
         etcd_image, haproxy_image = self._remote_images()
         volumes = {v: self._volume(v) for v in [m.volume for m in plan.members] + [e.volume for e in plan.etcd]}
-        etcd = [self._etcd(e, etcd_image, network, volumes[e.volume]) for e in plan.etcd]
+        certificates = self._certificates()
+        backups = self._backup_volume()
+        etcd = [self._etcd(e, etcd_image, network, volumes[e.volume], certificates) for e in plan.etcd]
         target = self._target(passwords)
-        worker_groups = {g: self._worker_group(g, target) for g in range(1, len(plan.groups))}
+        worker_groups = {g: self._worker_group(g, target, certificates) for g in range(1, len(plan.groups))}
         secrets_file = passwords_file(passwords)
         members = [
-            self._member(m, node_image, network, volumes[m.volume], secrets_file,
-                         depends_on=[*etcd, *group_order(m.group, worker_groups)])
+            self._member(m, node_image, network, volumes[m.volume], secrets_file, certificates,
+                         depends_on=[*etcd, *group_order(m.group, worker_groups)],
+                         backups=backups, repository_keys=supplied_passwords)
             for m in plan.members
         ]
-        haproxy = self._haproxy(haproxy_image, network, passwords.stats, depends_on=members)
-        provisioning = self._provisioning(target, migrations, depends_on=[*members, haproxy])
-        self.outputs = self._outputs(passwords, node_image, provisioning)
+        haproxy = self._haproxy(haproxy_image, network, passwords.stats, certificates, depends_on=members)
+        provisioning = self._provisioning(target, migrations, certificates, depends_on=[*members, haproxy])
+        self.outputs = self._outputs(passwords, node_image, provisioning, certificates)
         self.register_outputs(self.outputs)
 
     def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
@@ -105,6 +121,32 @@ class CitusCluster(pulumi.ComponentResource):
             return pulumi.Output.secret(generated.result)  # explicit, not only by provider schema
 
         return Passwords(**dict.fromkeys(Passwords.names())).map(value)  # type: ignore[arg-type]
+
+    def _certificates(self) -> Certificates:
+        """The stack's CA and every process's certificate, kept in the state (see cluster/provision/certificates)."""
+        props = {"scope": self._plan.scope, "identities": identity_props(tls.identities(self._plan))}
+        return Certificates("certificates", props, opts=pulumi.ResourceOptions(parent=self))
+
+    def _tls_uploads(self, name: str, certificates: Certificates, owner: str) -> list[docker.ContainerUploadArgs]:
+        """Process `name`'s CA, certificate and key as files owned by the user it runs as; keys 0600 and secret."""
+        identity = next(i for i in tls.identities(self._plan) if i.name == name)
+
+        def upload(path: str, secret: bool, pick: Any) -> docker.ContainerUploadArgs:
+            content = pulumi.Output.all(certificates.ca_cert, certificates.leaves).apply(
+                lambda values: pick(values[0], tls.Issued.from_dict(values[1][name]))
+            )
+            return docker.ContainerUploadArgs(
+                file=path,
+                content=pulumi.Output.secret(content) if secret else content,
+                owner=owner,
+                group=owner,
+                permissions=SECRET_FILE_MODE if secret else "0644",
+            )
+
+        return [
+            upload(path, secret, lambda ca, leaf, path=path: tls.files_for(identity, ca, leaf)[path][0])
+            for path, secret in tls.file_secrecy(identity).items()
+        ]
 
     def _network(self) -> docker.Network:
         return docker.Network(
@@ -141,6 +183,14 @@ class CitusCluster(pulumi.ComponentResource):
         retain = self._plan.config.storage.retain_on_destroy
         return docker.Volume(name, name=name, opts=self._opts(retain_on_delete=retain))
 
+    def _backup_volume(self) -> docker.Volume | None:
+        """The pgBackRest repository every database container mounts (kept on destroy with the data volumes when
+        storage.retainOnDestroy). None when backups are off or go to S3."""
+        backups = self._plan.config.backups
+        if not backups.enabled or backups.repository.type != "volume":
+            return None
+        return self._volume(backup_volume_name(self._plan))
+
     def _container(
         self,
         name: str,
@@ -169,7 +219,12 @@ class CitusCluster(pulumi.ComponentResource):
         )
 
     def _etcd(
-        self, member: EtcdMember, image: docker.RemoteImage, network: docker.Network, volume: docker.Volume
+        self,
+        member: EtcdMember,
+        image: docker.RemoteImage,
+        network: docker.Network,
+        volume: docker.Volume,
+        certificates: Certificates,
     ) -> docker.Container:
         return self._container(
             member.name,
@@ -178,8 +233,9 @@ class CitusCluster(pulumi.ComponentResource):
             image=image.image_id,
             command=etcd_command(self._plan, member, binary="/usr/local/bin/etcd"),
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=ETCD_DATA_MOUNT)],
+            uploads=self._tls_uploads(member.name, certificates, FILE_OWNERS["etcd"]),
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", "/usr/local/bin/etcdctl", "endpoint", "health"],
+                tests=["CMD", "/usr/local/bin/etcdctl", *etcd_client_flags(member), "endpoint", "health"],
                 interval="5s",
                 timeout="3s",
                 retries=3,
@@ -194,27 +250,46 @@ class CitusCluster(pulumi.ComponentResource):
         network: docker.Network,
         volume: docker.Volume,
         secrets_file: pulumi.Output[str],
+        certificates: Certificates,
         depends_on: list[pulumi.Resource],
+        backups: docker.Volume | None = None,
+        repository_keys: dict[str, pulumi.Output[str]] | None = None,
     ) -> docker.Container:
         plan = self._plan
+        mounts = [docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DOCKER_DATA_MOUNT)]
+        if backups is not None:
+            mounts.append(docker.ContainerVolumeArgs(volume_name=backups.name, container_path=plan.backup_dir))
+        uploads = [
+            docker.ContainerUploadArgs(file=f"{member.config_dir}/{CONFIG_FILE}", content=render_patroni(plan, member)),
+            docker.ContainerUploadArgs(
+                file=f"{member.config_dir}/{SECRETS_FILE}", content=secrets_file, owner=FILE_OWNERS["node"],
+                group=FILE_OWNERS["node"], permissions=SECRET_FILE_MODE,
+            ),
+        ]
+        if plan.config.backups.enabled:
+            uploads.append(docker.ContainerUploadArgs(file=pgbackrest_config_path(member),
+                                                      content=render_pgbackrest(plan, member)))
+        uploads += self._tls_uploads(member.name, certificates, FILE_OWNERS["node"])
+        keys = repository_keys or {}
+        envs = [pulumi.Output.concat(f"{S3_KEY_ENV[key]}=", pulumi.Output.secret(keys[key]))
+                for key in REPOSITORY_KEYS if key in keys and plan.config.backups.repository.type == "s3"]
         return self._container(
             member.name,
             network,
             plan.config.resources.database,
             depends_on=depends_on,
             image=image.image_name,
-            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DOCKER_DATA_MOUNT)],
+            volumes=mounts,
             ports=[self._port("postgres", member.published_postgres), self._port("api", member.published_api)],
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file=f"{member.config_dir}/{CONFIG_FILE}", content=render_patroni(plan, member)
-                ),
-                docker.ContainerUploadArgs(file=f"{member.config_dir}/{SECRETS_FILE}", content=secrets_file),
-            ],
+            uploads=uploads,
+            envs=envs,
             shm_size=256,
             stop_timeout=30,
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", f"{PATRONI_VENV}/bin/python", "-c", HEALTHCHECK_SCRIPT.format(port=member.api.port)],
+                tests=[
+                    "CMD", f"{PATRONI_VENV}/bin/python", "-c",
+                    HEALTHCHECK_SCRIPT.format(port=member.api.port, ca=tls.TlsPaths(member.tls_dir).ca),
+                ],
                 interval="5s",
                 timeout="3s",
                 retries=5,
@@ -231,6 +306,7 @@ class CitusCluster(pulumi.ComponentResource):
         image: docker.RemoteImage,
         network: docker.Network,
         stats_password: pulumi.Output[str],
+        certificates: Certificates,
         depends_on: list[docker.Container],
     ) -> docker.Container:
         balancer = self._plan.balancer
@@ -241,7 +317,10 @@ class CitusCluster(pulumi.ComponentResource):
             depends_on=list(depends_on),
             image=image.image_id,
             ports=[self._port(role, port) for role, port in balancer.published.items()],
-            uploads=[docker.ContainerUploadArgs(file=balancer.config_path, content=render_haproxy(self._plan))],
+            uploads=[
+                docker.ContainerUploadArgs(file=balancer.config_path, content=render_haproxy(self._plan)),
+                *self._tls_uploads(balancer.name, certificates, FILE_OWNERS["haproxy"]),
+            ],
             envs=[pulumi.Output.concat(f"{STATS_PASSWORD_ENV}=", stats_password)],
         )
 
@@ -249,30 +328,35 @@ class CitusCluster(pulumi.ComponentResource):
         """Where provisioning connects (published ports) and what Citus registers; secret (carries passwords)."""
         plan = self._plan
         return pulumi.Output.secret(
-            pulumi.Output.all(passwords.superuser, passwords.app).apply(
-                lambda pw: target_from_plan(plan, pw[0], pw[1]).to_dict()
+            pulumi.Output.all(passwords.superuser, passwords.app, passwords.replication, passwords.rest_api).apply(
+                lambda pw: target_from_plan(plan, *pw).to_dict()
             )
         )
 
-    def _worker_group(self, group: int, target: pulumi.Output[dict]) -> WorkerGroup:
+    def _worker_group(self, group: int, target: pulumi.Output[dict], certificates: Certificates) -> WorkerGroup:
         return WorkerGroup(
             f"worker-group-{group}",
-            {"group": group, "target": target},
+            {"group": group, "target": target, "ca_cert": certificates.ca_cert},
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["target"]),
         )
 
     def _provisioning(
-        self, target: pulumi.Output[dict], migrations: list[Migration], depends_on: list[pulumi.Resource]
+        self,
+        target: pulumi.Output[dict],
+        migrations: list[Migration],
+        certificates: Certificates,
+        depends_on: list[pulumi.Resource],
     ) -> Provisioning:
-        """Health gate, registration, extensions, roles, schema and rebalance, after every container is up."""
+        """Health gate, registration, extensions, roles, schema and rebalance, after every container is up.
+        It dials verified TLS, so it gets the CA (written where the target's `ca_file` says, on this machine)."""
         return Provisioning(
             "provisioning",
-            {"target": target, "migrations": [m.to_dict() for m in migrations]},
+            {"target": target, "migrations": [m.to_dict() for m in migrations], "ca_cert": certificates.ca_cert},
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, additional_secret_outputs=["target"]),
         )
 
     def _outputs(
-        self, passwords: SecretPasswords, image: docker.Image, provisioning: Provisioning
+        self, passwords: SecretPasswords, image: docker.Image, provisioning: Provisioning, certificates: Certificates
     ) -> dict[str, pulumi.Output[Any]]:
         plan = self._plan
         dsns = {
@@ -286,11 +370,17 @@ class CitusCluster(pulumi.ComponentResource):
         return {
             **dsns,
             "haproxy_stats_url": pulumi.Output.from_input(plan.stats_url),
+            "ca_cert": certificates.ca_cert,  # public: what `python -m cluster ca` writes for clients
+            STATS_PASSWORD_OUTPUT: pulumi.Output.secret(passwords.stats),  # for `python -m cluster status`
             "nodes": pulumi.Output.from_input(plan.node_summaries()),
             "image": image.image_name,
             "citus_nodes": provisioning.nodes,
             "shard_counts": provisioning.shard_counts,
         }
+
+
+def backup_volume_name(plan: Plan) -> str:
+    return f"{plan.config.name}-backups"
 
 
 def passwords_file(passwords: SecretPasswords) -> pulumi.Output[str]:

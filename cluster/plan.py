@@ -3,29 +3,38 @@
 A plan is built from a validated ClusterConfig and a Layout. The layout is the only thing that differs
 between the Docker deployment (container DNS names, fixed in-container ports, paths inside the image) and
 the test harness (127.0.0.1, free ports, a temp dir, the local PostgreSQL): every renderer reads the plan,
-so both consumers run the very same files.
+so both consumers run the very same files. A third layout, NamespaceLayout, places each member of the harness on a
+host of its own (a network namespace with its own address on a bridge), so the network between hosts can be cut.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from typing import Literal, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from cluster.config import ClusterConfig
+from cluster.config.sources import project_root
+from cluster.roles import REPLICATION_USER as REPLICATION_USER  # re-exported: renderers import role names here
+from cluster.roles import RESTAPI_USER as RESTAPI_USER
+from cluster.roles import STATS_USER as STATS_USER
+from cluster.roles import SUPERUSER
 
 PATRONI_VENV = "/opt/patroni"
 PATRONI_CONFIG_DIR = "/etc/patroni"
 DOCKER_DATA_MOUNT = "/var/lib/postgresql/data"
 ETCD_DATA_MOUNT = "/etcd-data"
+DOCKER_BACKUP_MOUNT = "/var/lib/pgbackrest"  # the backup repository volume, in every database container
 HAPROXY_CONFIG_PATH = "/usr/local/etc/haproxy/haproxy.cfg"
 DOCKER_DNS = "127.0.0.11:53"
-
-SUPERUSER = "postgres"
-REPLICATION_USER = "replicator"
-RESTAPI_USER = "patroni"
-STATS_USER = "admin"
+# The database user's ids in the image (the official postgres images fix them; the Dockerfile checks): secrets
+# files are uploaded owned by it, mode 0600, so only the server user reads them.
+DATABASE_UID = 999
+SECRET_FILE_MODE = "0600"
+DOCKER_TLS_DIR = "/etc/citus-cluster/tls"  # every container has its own filesystem, so one path serves all
+SSLMODE = "verify-full"  # every client of the cluster checks the chain and the host name
 
 Listener = Literal["read-write", "read-only", "any-node"]
 
@@ -59,9 +68,12 @@ class Member:
     api: Endpoint
     data_dir: str
     config_dir: str
+    tls_dir: str
     volume: str
     published_postgres: int
     published_api: int
+    host: str  # the host it is placed on: container name, 127.0.0.1, or its namespace's address
+    published_host: str  # where the user's machine reaches published_postgres / published_api
 
     @property
     def role(self) -> Literal["coordinator", "worker"]:
@@ -78,7 +90,40 @@ class EtcdMember:
     client: Endpoint
     peer: Endpoint
     data_dir: str
+    tls_dir: str
     volume: str
+    host: str
+
+
+@dataclass(frozen=True)
+class Host:
+    """A machine of its own in the namespaced harness: one network namespace, one address on the bridge."""
+
+    name: str  # the member placed on it
+    namespace: str
+    address: str
+    veth: str  # the root namespace's end of its veth pair (Linux allows 15 characters)
+
+
+@dataclass(frozen=True)
+class HostNetwork:
+    """The bridge the hosts hang off. The root namespace (clients, HAProxy, provisioning) owns `gateway`.
+
+    `guard` is routed unreachable, so an address of the range that no host holds (or every address, once the
+    bridge is gone) never leaves this machine by the default route.
+    """
+
+    bridge: str
+    subnet: str  # e.g. 198.18.7.0/24
+    gateway: str  # the bridge's own address
+    guard: str  # routed unreachable
+    hosts: tuple[Host, ...]
+
+    def host(self, name: str) -> Host:
+        found = next((h for h in self.hosts if h.name == name), None)
+        if found is None:
+            raise KeyError(f"no host named {name!r} in the plan's host network")
+        return found
 
 
 @dataclass(frozen=True)
@@ -89,6 +134,7 @@ class Balancer:
     read_write: Endpoint
     read_only: Endpoint
     stats: Endpoint
+    tls_dir: str
     any_node: Endpoint | None = None  # every group's leader (Citus query from any node), when configured
     published: dict[str, int] = field(default_factory=dict)
     config_path: str = HAPROXY_CONFIG_PATH
@@ -113,9 +159,12 @@ class Plan:
     socket_dir: str
     dns_resolver: str | None  # HAProxy resolves member names through it (Docker's embedded DNS)
     client_host: str  # where clients outside the cluster reach the published ports
+    client_ca_file: str  # the cluster CA on the user's machine: every DSN's sslrootcert
     etcd: tuple[EtcdMember, ...]
     groups: tuple[tuple[Member, ...], ...]  # index = Citus group id; 0 = coordinator
     balancer: Balancer
+    host_network: HostNetwork | None = None  # NamespaceLayout only: every member on a host of its own
+    backup_dir: str = DOCKER_BACKUP_MOUNT  # pgBackRest's repository (a volume, or a directory of the harness)
 
     @property
     def members(self) -> tuple[Member, ...]:
@@ -130,29 +179,44 @@ class Plan:
         """Patroni cluster name; Citus mode requires the same scope for every group."""
         return self.config.name
 
-    def dsn(self, role: Listener, password: str, user: str = SUPERUSER) -> str:
+    def dsn(self, role: Listener, password: str, user: str = SUPERUSER, database: str | None = None) -> str:
         """The URL a client on the user's machine uses to reach HAProxy's `role` listener."""
-        port, database = self.balancer.published[role], self.config.citus.database
-        return f"postgresql://{user}:{quote(password, safe='')}@{self.client_host}:{port}/{database}"
+        return self._url(self.client_host, self.balancer.published[role], password, user, database)
+
+    def member_dsn(self, member: Member, password: str, user: str = SUPERUSER, database: str | None = None) -> str:
+        """The URL a client on the user's machine uses to reach one member's PostgreSQL directly."""
+        return self._url(member.published_host, member.published_postgres, password, user, database)
+
+    def _url(self, host: str, port: int, password: str, user: str, database: str | None) -> str:
+        """Verified TLS (the cluster CA, the host name) in every URL the product hands out."""
+        tls = urlencode({"sslmode": SSLMODE, "sslrootcert": self.client_ca_file}, safe="/")
+        database = database or self.config.citus.database
+        return f"postgresql://{user}:{quote(password, safe='')}@{host}:{port}/{database}?{tls}"
 
     def user(self, credential: str) -> str:
         """The role that logs in with credential `credential` (a cluster.secrets.Passwords field)."""
         return self.config.citus.app_user if credential == "app" else SUPERUSER
 
     def dsn_outputs(self) -> tuple[DsnOutput, ...]:
-        """The DSNs the stack exports: one list for the component, `render`'s plan.json and the docs."""
+        """The DSNs the stack exports: one list for the component, `render`'s plan.json and the docs.
+
+        Each name says whose role it logs in as: `admin_dsn` is the superuser (migrations, operations), the
+        `app_*` ones the application role, which can only read and write the schema's own tables. (Before
+        issue 12: rw_dsn, ro_dsn and any_node_dsn were superuser DSNs; rw_dsn became admin_dsn, and the
+        read-only and any-node listeners are exported for the application role only.)
+        """
         outputs = [
-            DsnOutput("rw_dsn", "read-write", "superuser"),
-            DsnOutput("ro_dsn", "read-only", "superuser"),
+            DsnOutput("admin_dsn", "read-write", "superuser"),
             DsnOutput("app_dsn", "read-write", "app"),
+            DsnOutput("app_ro_dsn", "read-only", "app"),
         ]
         if self.balancer.any_node is not None:
-            outputs.append(DsnOutput("any_node_dsn", "any-node", "superuser"))
+            outputs.append(DsnOutput("app_any_node_dsn", "any-node", "app"))
         return tuple(outputs)
 
     @property
     def stats_url(self) -> str:
-        return f"http://{self.client_host}:{self.balancer.published['stats']}/"
+        return f"https://{self.client_host}:{self.balancer.published['stats']}/"
 
     def node_summaries(self) -> list[dict[str, object]]:
         """What each database member is meant to be, and where the user's machine reaches it."""
@@ -162,8 +226,8 @@ class Plan:
                 "group": m.group,
                 "role": m.role,
                 "intended": m.intended_role,
-                "postgres": f"{self.client_host}:{m.published_postgres}",
-                "patroni": f"http://{self.client_host}:{m.published_api}",
+                "postgres": f"{m.published_host}:{m.published_postgres}",
+                "patroni": f"https://{m.published_host}:{m.published_api}",
             }
             for m in self.members
         ]
@@ -183,10 +247,16 @@ class Layout(Protocol):
     def endpoint(self, name: str, role: str) -> Endpoint: ...
     def member_dirs(self, name: str) -> tuple[str, str]: ...  # (data_dir, patroni config dir)
     def etcd_dir(self, name: str) -> str: ...
+    def tls_dir(self, name: str) -> str: ...  # where process `name` finds its CA, certificate and key
+    def client_ca_file(self, config: ClusterConfig) -> str: ...  # the CA on the user's machine
     def allowed_cidr(self, config: ClusterConfig) -> str: ...
     def socket_dir(self) -> str: ...
     def dns_resolver(self) -> str | None: ...
     def publish(self, endpoint: Endpoint, configured: int) -> int: ...
+    def host(self, name: str) -> str: ...  # the host `name` is placed on
+    def published_host(self, endpoint: Endpoint, client_host: str) -> str: ...
+    def host_network(self, names: list[str]) -> HostNetwork | None: ...
+    def backup_dir(self) -> str: ...
 
 
 # In-container ports: fixed, because every container has its own address.
@@ -220,6 +290,13 @@ class DockerLayout:
     def etcd_dir(self, name: str) -> str:
         return f"{ETCD_DATA_MOUNT}/data"  # a subdirectory: etcd insists on mode 0700, a volume root is 0755
 
+    def tls_dir(self, name: str) -> str:
+        return DOCKER_TLS_DIR
+
+    def client_ca_file(self, config: ClusterConfig) -> str:
+        """Written by `pulumi up` (and `python -m cluster ca`) next to the rendered Dockerfile, ignored by git."""
+        return str(project_root() / "build" / "tls" / f"{config.name}-ca.crt")
+
     def allowed_cidr(self, config: ClusterConfig) -> str:
         return str(config.network.subnet)
 
@@ -232,6 +309,18 @@ class DockerLayout:
     def publish(self, endpoint: Endpoint, configured: int) -> int:
         """Docker maps the configured host port onto the fixed in-container port."""
         return configured
+
+    def host(self, name: str) -> str:
+        return name  # the container's name, resolved by Docker's DNS
+
+    def published_host(self, endpoint: Endpoint, client_host: str) -> str:
+        return client_host
+
+    def host_network(self, names: list[str]) -> HostNetwork | None:
+        return None
+
+    def backup_dir(self) -> str:
+        return DOCKER_BACKUP_MOUNT
 
 
 class PortBook:
@@ -281,6 +370,12 @@ class LocalLayout:
     def etcd_dir(self, name: str) -> str:
         return f"{self.base_dir}/{name}/data"
 
+    def tls_dir(self, name: str) -> str:
+        return f"{self.base_dir}/{name}/tls"
+
+    def client_ca_file(self, config: ClusterConfig) -> str:
+        return f"{self.base_dir}/ca.crt"
+
     def allowed_cidr(self, config: ClusterConfig) -> str:
         return "127.0.0.1/32"
 
@@ -293,6 +388,66 @@ class LocalLayout:
     def publish(self, endpoint: Endpoint, configured: int) -> int:
         """Local processes are reached directly on the port they bind."""
         return endpoint.port
+
+    def host(self, name: str) -> str:
+        return "127.0.0.1"
+
+    def published_host(self, endpoint: Endpoint, client_host: str) -> str:
+        return endpoint.host
+
+    def host_network(self, names: list[str]) -> HostNetwork | None:
+        return None
+
+    def backup_dir(self) -> str:
+        return f"{self.base_dir}/pgbackrest"
+
+
+# Addresses the namespaced harness may use: RFC 2544's benchmarking range, which no real network routes.
+# Each harness takes one /24 of it; the root namespace keeps .1, hosts draw from the rest.
+NAMESPACE_RANGE = IPv4Network("198.18.0.0/15")
+BALANCER_ROLES = ("read-write", "read-only", "stats", "any-node")
+
+
+@dataclass(frozen=True)
+class NamespaceLayout(LocalLayout):
+    """LocalLayout's files and binaries, but every member and etcd member on a host of its own.
+
+    Each host is a network namespace with one address of `subnet` on a bridge. Ports still come from `ports`,
+    distinct across hosts, because every PostgreSQL shares one socket directory (the lock file is named by port).
+    HAProxy stays in the root namespace on 127.0.0.1 (the clients'
+    side), reaching the hosts through the bridge. `hosts` books each name's host number (kept in the harness's
+    state, so a member keeps its address when the plan grows); `tag` makes interface and namespace names unique
+    per harness.
+    """
+
+    subnet: str = "198.18.1.0/24"
+    tag: str = "0000"
+    hosts: PortBook = field(default_factory=lambda: PortBook(free=range(2, 255)))
+
+    def address(self, name: str) -> str:
+        return str(IPv4Network(self.subnet)[self.hosts.port(name, "host")])
+
+    def endpoint(self, name: str, role: str) -> Endpoint:
+        if role in BALANCER_ROLES:
+            return super().endpoint(name, role)
+        address = self.address(name)
+        return Endpoint(host=address, port=self.ports.port(name, role), listen=address)
+
+    def allowed_cidr(self, config: ClusterConfig) -> str:
+        return self.subnet  # the root namespace (HAProxy, provisioning) speaks from the bridge's address
+
+    def host(self, name: str) -> str:
+        return self.address(name)
+
+    def host_network(self, names: list[str]) -> HostNetwork | None:
+        subnet = IPv4Network(self.subnet)
+        hosts = tuple(
+            Host(name=n, namespace=f"cc{self.tag}-{n}", address=self.address(n),
+                 veth=f"cc{self.tag}h{self.hosts.port(n, 'host')}")
+            for n in names
+        )
+        return HostNetwork(bridge=f"cc{self.tag}br", subnet=str(subnet), gateway=str(subnet[1]),
+                           guard=str(subnet), hosts=hosts)
 
 
 def ports_needed(config: ClusterConfig) -> int:
@@ -331,9 +486,12 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
                     api=api,
                     data_dir=data_dir,
                     config_dir=config_dir,
+                    tls_dir=layout.tls_dir(name),
                     volume=f"{name}-data",
                     published_postgres=layout.publish(postgres, published["postgres"]),
                     published_api=layout.publish(api, published["api"]),
+                    host=layout.host(name),
+                    published_host=layout.published_host(postgres, client_host(config)),
                 )
             )
             ordinal += 1
@@ -345,7 +503,9 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
             client=layout.endpoint(name, "etcd-client"),
             peer=layout.endpoint(name, "etcd-peer"),
             data_dir=layout.etcd_dir(name),
+            tls_dir=layout.tls_dir(name),
             volume=f"{name}-data",
+            host=layout.host(name),
         )
         for i in range(config.etcd.members)
     )
@@ -357,6 +517,7 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
         read_write=listeners["read-write"],
         read_only=listeners["read-only"],
         stats=listeners["stats"],
+        tls_dir=layout.tls_dir(haproxy),
         any_node=listeners.get("any-node"),
         published={role: layout.publish(ep, configured[role]) for role, ep in listeners.items()},
         config_path=HAPROXY_CONFIG_PATH if layout.kind == "docker" else f"{layout.socket_dir()}/haproxy.cfg",
@@ -370,9 +531,12 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
         socket_dir=layout.socket_dir(),
         dns_resolver=layout.dns_resolver(),
         client_host=client_host(config),
+        client_ca_file=layout.client_ca_file(config),
         etcd=etcd,
         groups=tuple(groups),
         balancer=balancer,
+        host_network=layout.host_network([m.name for group in groups for m in group] + [e.name for e in etcd]),
+        backup_dir=layout.backup_dir(),
     )
 
 

@@ -55,7 +55,13 @@ class Passwords(Generic[T]):
         return dict(self.items())
 
 
+MIN_PASSWORD_LENGTH = 16  # generated ones are 24 characters of token_urlsafe
+
 PASSWORD_KEYS: tuple[str, ...] = tuple(Passwords.stack_key(name) for name in Passwords.names())
+# A remote backup repository's access key pair (backups.repository.type s3): stack secrets like the passwords,
+# refused in plain text by the same check, never generated (the bucket's owner issues them).
+REPOSITORY_KEYS: tuple[str, ...] = ("backupS3Key", "backupS3KeySecret")
+SECRET_KEYS: tuple[str, ...] = PASSWORD_KEYS + REPOSITORY_KEYS
 
 
 def redact(text: str) -> str:

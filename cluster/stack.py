@@ -5,6 +5,7 @@ Validation runs before the first resource is declared, so a bad config creates n
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pulumi
@@ -15,11 +16,18 @@ from cluster.config.sources import PROJECT, project_root, read_pulumi_config
 from cluster.errors import ClusterError
 from cluster.plan import build_plan
 from cluster.provision.migrations import read_migrations
+from cluster.secrets import REPOSITORY_KEYS
 
 
 def build_dir(stack: str) -> Path:
     """Where the rendered Dockerfile is written for `docker build` (ignored by git)."""
     return project_root() / "build" / stack
+
+
+def _local_cpus(raw: dict) -> int | None:
+    """This machine's CPU count when Docker runs here (a remote host's count is not known before deploying)."""
+    host = raw.get("dockerHost")
+    return os.cpu_count() if not host or str(host).startswith("unix://") else None
 
 
 def run() -> CitusCluster:
@@ -31,9 +39,12 @@ def run() -> CitusCluster:
 
 
 def _declare() -> CitusCluster:
-    loaded = load_config(*read_pulumi_config())
+    raw, secret_keys = read_pulumi_config()
+    loaded = load_config(raw, secret_keys, host_cpus=_local_cpus(raw))
     config = pulumi.Config(PROJECT)
     supplied = {key: config.require_secret(key) for key in loaded.supplied_passwords}
+    if loaded.config.backups.repository.type == "s3":  # validated: both keys are set as secrets
+        supplied |= {key: config.require_secret(key) for key in REPOSITORY_KEYS}
     migrations = read_migrations(project_root() / "sql")
     cluster = CitusCluster("cluster", build_plan(loaded.config), supplied, build_dir(pulumi.get_stack()), migrations)
     for name, value in cluster.outputs.items():

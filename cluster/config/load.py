@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from cluster.config.models import MANAGED_PARAMETERS, ClusterConfig
+from cluster.config import guards
+from cluster.config.models import ClusterConfig
 from cluster.config.versions import (
     CITUS_RELEASES,
     POSTGIS_RELEASES,
@@ -23,7 +24,7 @@ from cluster.config.versions import (
     postgis_supports,
 )
 from cluster.errors import ClusterError
-from cluster.secrets import PASSWORD_KEYS
+from cluster.secrets import MIN_PASSWORD_LENGTH, PASSWORD_KEYS, REPOSITORY_KEYS, SECRET_KEYS
 
 
 @dataclass(frozen=True)
@@ -55,19 +56,23 @@ class LoadedConfig:
     supplied_passwords: frozenset[str]
 
 
-def load_config(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> LoadedConfig:
+def load_config(
+    raw: Mapping[str, Any], secret_keys: Collection[str] = (), host_cpus: int | None = None
+) -> LoadedConfig:
     """Validate `raw` (stack keys without the project prefix) or raise ConfigError listing every problem.
 
     `secret_keys` are the keys whose values were stored with `--secret`: a password anywhere else is refused.
+    `host_cpus` is the Docker host's CPU count when known (CPU limits above it are refused).
     """
-    problems = _password_problems(raw, secret_keys)
-    settings = {k: v for k, v in raw.items() if k not in PASSWORD_KEYS}
+    problems = _password_problems(raw, secret_keys) + _short_password_problems(raw)
+    settings = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
     try:
         config = ClusterConfig.model_validate(settings)
     except ValidationError as exc:
         raise ConfigError(problems + _shape_problems(exc)) from None
     supplied = frozenset(k for k in PASSWORD_KEYS if k in raw)
-    problems += semantic_problems(config, supplied)
+    problems += semantic_problems(config, supplied, host_cpus)
+    problems += backup_problems(config, frozenset(k for k in REPOSITORY_KEYS if k in raw))
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, supplied)
@@ -78,10 +83,22 @@ def _password_problems(raw: Mapping[str, Any], secret_keys: Collection[str]) -> 
         Problem(
             key,
             "a password must be stored encrypted; found it in plain text. Remove it and run "
-            f"`pulumi config set --secret {key} <value>` (or leave it unset to have one generated).",
+            f"`pulumi config set --secret {key} <value>`"
+            + (" (or leave it unset to have one generated)." if key in PASSWORD_KEYS else "."),
         )
-        for key in PASSWORD_KEYS
+        for key in SECRET_KEYS
         if key in raw and key not in secret_keys
+    ]
+
+
+def _short_password_problems(raw: Mapping[str, Any]) -> list[Problem]:
+    """Supplied passwords that are empty or short (encrypted stack-file values cannot be read here; Pulumi hands
+    the program the decrypted text, which is checked)."""
+    return [
+        Problem(key, f"is {len(raw[key])} characters; use at least {MIN_PASSWORD_LENGTH} (or remove it to have "
+                     f"one generated): `pulumi config set --secret {key} \"$(openssl rand -base64 24)\"`.")
+        for key in PASSWORD_KEYS
+        if isinstance(raw.get(key), str) and len(raw[key]) < MIN_PASSWORD_LENGTH
     ]
 
 
@@ -111,20 +128,31 @@ def _known_keys(path: tuple[Any, ...]) -> list[str]:
             return []
         model = annotation
     keys = [f.alias or name for name, f in model.model_fields.items()]
-    return keys + (list(PASSWORD_KEYS) if model is ClusterConfig else [])
+    return keys + (list(SECRET_KEYS) if model is ClusterConfig else [])
 
 
-def semantic_problems(config: ClusterConfig, supplied_passwords: Collection[str]) -> list[Problem]:
+def semantic_problems(
+    config: ClusterConfig, supplied_passwords: Collection[str], host_cpus: int | None = None
+) -> list[Problem]:
     """Rules that span keys; run only on a config whose every key already has the right shape."""
+    guarded = [
+        *guards.role_problems(config),
+        *guards.parameter_problems(config),
+        *guards.memory_problems(config),
+        *guards.cpu_problems(config, host_cpus),
+        *guards.docker_host_problems(config),
+        *guards.docker_pool_problems(config),
+        *guards.grid_problems(config),
+    ]
     return [
         *_version_problems(config),
         *_port_problems(config),
         *_bind_problems(config),
         *_network_problems(config),
-        *_parameter_problems(config),
         *_replication_problems(config),
         *_storage_problems(config, supplied_passwords),
         *_distribution_problems(config),
+        *(Problem(key, message) for key, message in guarded),
     ]
 
 
@@ -250,24 +278,6 @@ def _network_problems(config: ClusterConfig) -> list[Problem]:
     return problems
 
 
-def _parameter_problems(config: ClusterConfig) -> list[Problem]:
-    problems = []
-    for name in config.postgresql.parameters:
-        key = f"postgresql.parameters.{name}"
-        if name in MANAGED_PARAMETERS:
-            problems.append(Problem(key, f"is managed by {MANAGED_PARAMETERS[name]}; remove it from the passthrough."))
-        elif not _is_guc_name(name):
-            problems.append(Problem(key, "is not a PostgreSQL setting name (letters, digits, _ and one dot)."))
-    return problems
-
-
-def _is_guc_name(name: str) -> bool:
-    parts = name.split(".")
-    return 1 <= len(parts) <= 2 and all(
-        p and (p[0].isalpha() or p[0] == "_") and all(c.isalnum() or c == "_" for c in p) for p in parts
-    )
-
-
 def _replication_problems(config: ClusterConfig) -> list[Problem]:
     has_standby = config.coordinator.members > 1 or config.workers.members > 1
     if config.replication.synchronous and not has_standby:
@@ -294,3 +304,23 @@ def _storage_problems(config: ClusterConfig, supplied: Collection[str]) -> list[
             "`pulumi up` and no longer open that data. Set them with `pulumi config set --secret`.",
         )
     ]
+
+
+def backup_problems(config: ClusterConfig, supplied_keys: Collection[str]) -> list[Problem]:
+    """An S3 repository needs its endpoint section and its access key pair (as secrets); a volume needs neither."""
+    repository = config.backups.repository
+    if repository.type != "s3":
+        if repository.s3 is not None:
+            return [Problem("backups.repository.s3", "is set but backups.repository.type is 'volume'; set the type "
+                            "to s3 or remove the s3 section.")]
+        return []
+    problems = []
+    if repository.s3 is None:
+        problems.append(Problem("backups.repository.s3", "is required when backups.repository.type is s3: set "
+                                "endpoint and bucket (region, uriStyle, verifyTls optional)."))
+    problems += [
+        Problem(key, f"is required when backups.repository.type is s3: `pulumi config set --secret {key} <value>`.")
+        for key in REPOSITORY_KEYS
+        if key not in supplied_keys
+    ]
+    return problems

@@ -10,7 +10,7 @@ import ipaddress
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 # PostgreSQL settings the plan owns (addresses, ports, preload, replication plumbing): a passthrough value
@@ -28,7 +28,28 @@ MANAGED_PARAMETERS: dict[str, str] = {
     "synchronous_standby_names": "replication.synchronous",
     "synchronous_commit": "replication.synchronous",
     "citus.local_hostname": "the plan (Patroni sets it)",
+    "cluster_name": "name (Patroni sets it from its scope)",
+    "archive_mode": "backups.enabled",
+    "archive_command": "backups.* (pgBackRest archive-push)",
+    "restore_command": "backups.* (pgBackRest archive-get)",
 }
+
+# Settings Patroni takes from its dynamic (DCS) configuration only: in a member's own file it drops them with a
+# warning, so they are rendered under bootstrap.dcs and kept in step on a running cluster by provisioning.
+# Patroni 4.1.5's ConfigHandler.CMDLINE_OPTIONS minus those the plan owns (see MANAGED_PARAMETERS); a unit test
+# compares the two where Patroni is installed.
+DCS_PARAMETERS: frozenset[str] = frozenset({
+    "max_connections",
+    "max_wal_senders",
+    "max_locks_per_transaction",
+    "max_prepared_transactions",
+    "max_worker_processes",
+    "max_replication_slots",
+    "wal_keep_size",
+    "wal_keep_segments",
+    "track_commit_timestamp",
+    "wal_log_hints",
+})
 
 
 class Model(BaseModel):
@@ -92,8 +113,9 @@ class Citus(Model):
 
 class Network(Model):
     subnet: ipaddress.IPv4Network = Field(
-        ipaddress.IPv4Network("172.30.94.0/24"),
-        description="Subnet of the cluster's bridge network; pg_hba admits only this range.",
+        ipaddress.IPv4Network("10.94.0.0/24"),
+        description="Subnet of the cluster's bridge network; pg_hba admits only this range. Must stay clear of "
+        "Docker's default address pools (172.17.0.0/16-172.31.0.0/16, 192.168.0.0/16).",
     )
 
 
@@ -149,8 +171,22 @@ ParameterValue = bool | int | float | str
 
 class Postgresql(Model):
     parameters: dict[str, ParameterValue] = Field(
-        default_factory=dict, description="postgresql.conf settings passed through to every member."
+        default_factory=dict,
+        description="postgresql.conf settings passed through to every member (names are case-insensitive).",
     )
+
+    @field_validator("parameters", mode="after")
+    @classmethod
+    def _canonical_names(cls, parameters: dict[str, ParameterValue]) -> dict[str, ParameterValue]:
+        """PostgreSQL matches setting names case-insensitively and ignores surrounding blanks, so the guards
+        must too: `SYNCHRONOUS_COMMIT ` is synchronous_commit. Two spellings of one setting are refused."""
+        canonical: dict[str, ParameterValue] = {}
+        for name, value in parameters.items():
+            key = name.strip().lower()
+            if key in canonical:
+                raise ValueError(f"{key!r} is set twice (as {name!r} and another spelling); keep one")
+            canonical[key] = value
+        return canonical
 
 
 class Replication(Model):
@@ -165,6 +201,58 @@ class Storage(Model):
         False,
         description="Keep data volumes on `pulumi destroy` (needs passwords set with --secret).",
     )
+
+
+class BackupSchedule(Model):
+    """When backups and restore points happen; the recovery point objective is restorePointEveryMinutes."""
+
+    full_every_hours: int = Field(
+        168, ge=1, le=24 * 366, description="A full backup of every group when the last full is this old."
+    )
+    differential_every_hours: int = Field(
+        24, ge=1, le=24 * 366, description="A differential backup (changes since the last full) this often."
+    )
+    restore_point_every_minutes: int = Field(
+        15,
+        ge=1,
+        le=24 * 60,
+        description="A cluster-wide citus_create_restore_point this often between backups: the recovery point "
+        "objective a restore to a consistent point can reach.",
+    )
+
+
+class S3Repository(Model):
+    """An S3-compatible bucket; the access key pair comes from the secret keys backupS3Key/backupS3KeySecret."""
+
+    endpoint: str = Field(pattern=r"^[A-Za-z0-9.-]+(:\d{1,5})?$", description="S3 endpoint host[:port].")
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket name.")
+    region: str = Field("us-east-1", min_length=1, description="Region the endpoint expects in signatures.")
+    uri_style: Literal["host", "path"] = Field("path", description="path for MinIO-style endpoints.")
+    verify_tls: bool = Field(True, description="Verify the endpoint's TLS certificate.")
+
+
+class BackupRepository(Model):
+    type: Literal["volume", "s3"] = Field(
+        "volume", description="volume = a Docker volume shared by the database containers (a directory in the "
+        "local harness); s3 = an S3-compatible endpoint (backups.repository.s3)."
+    )
+    path: str = Field("/pgbackrest", pattern=r"^/[A-Za-z0-9._/-]*$", description="Repository path in the bucket "
+                      "(s3; the volume is mounted at a fixed path).")
+    s3: S3Repository | None = Field(None, description="Required when type is s3.")
+
+
+class Backups(Model):
+    """pgBackRest: one stanza per Citus group, WAL archived from every primary, restore points cluster-wide."""
+
+    enabled: bool = Field(True, description="Archive WAL and allow backups; false = no archive_command at all.")
+    schedule: BackupSchedule = BackupSchedule()
+    retention_full: int = Field(2, ge=1, le=999, description="Full backups kept per group (older ones expire, "
+                                "with their differentials and WAL).")
+    compression: Literal["none", "gz", "lz4", "zst", "bz2"] = Field(
+        "lz4", description="pgBackRest compress-type for backups and archived WAL (lz4: cheap on CPU)."
+    )
+    compression_level: int | None = Field(None, ge=0, le=19, description="compress-level (unset = pgBackRest's).")
+    repository: BackupRepository = BackupRepository()
 
 
 class ClusterConfig(Model):
@@ -182,6 +270,7 @@ class ClusterConfig(Model):
     postgresql: Postgresql = Postgresql()
     replication: Replication = Replication()
     storage: Storage = Storage()
+    backups: Backups = Backups()
     docker_host: str | None = Field(
         None,
         pattern=r"^(unix|tcp|ssh|npipe)://.+$",

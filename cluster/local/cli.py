@@ -1,4 +1,5 @@
-"""`python -m cluster local up [--config FILE] [--dir DIR]` (prints JSON, leaves it running) / `local down --dir DIR`.
+"""`python -m cluster local up [--config FILE] [--dir DIR] [--namespaces]` (prints JSON, leaves it running) /
+`local down --dir DIR` / `local cleanup --dir DIR` (stop and remove namespaces, keep the directory; idempotent).
 
 A local cluster is the rendered cluster as processes on 127.0.0.1 (see cluster/local/harness.py): what the tests
 and benchmarks run, and a way to try the product without Docker.
@@ -25,18 +26,30 @@ def add_parser(commands: Any) -> None:
     up.add_argument("--dir", type=Path, help="where to put data, configs, logs and state.json (default: a temp dir)")
     up.add_argument("--timeout", type=float, default=180.0)
     up.add_argument("--no-citus", action="store_true", help="plain Patroni even where the citus extension exists")
+    up.add_argument("--namespaces", action="store_true",
+                    help="every member and etcd member on a host of its own (network namespace; needs root)")
+    up.add_argument("--no-tls", action="store_true",
+                    help="measurement only: clients, replication and Citus without TLS (to price TLS)")
     down = sub.add_parser("down", help="stop everything a previous `up` started and delete its directory")
     down.add_argument("--dir", type=Path, required=True)
     down.add_argument("--keep", action="store_true", help="keep the directory (data and logs)")
+    cleanup = sub.add_parser("cleanup", help="stop what the state file records and remove its namespaces; "
+                             "keep the directory (safe to repeat, e.g. after a failed test)")
+    cleanup.add_argument("--dir", type=Path, required=True)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.local_command == "up":
         overrides = yaml.safe_load(args.config.read_text()) if args.config else {}
-        harness = Harness.create(harness_config(overrides or {}), args.dir, citus=not args.no_citus)
+        harness = Harness.create(harness_config(overrides or {}), args.dir, citus=not args.no_citus,
+                                 namespaces=args.namespaces, tls=not args.no_tls)
         harness.up(args.timeout)
         print(json.dumps(harness.info(), indent=2))
+        return 0
+    if args.local_command == "cleanup":
+        found = Harness.cleanup(args.dir)
+        print(json.dumps({"dir": str(args.dir), "cleaned": found}))
         return 0
     Harness.load(args.dir).down(remove=not args.keep)  # refuses a directory without a state file
     return 0

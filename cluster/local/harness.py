@@ -5,13 +5,17 @@ plan built with a LocalLayout; the harness only writes them into a directory and
 departures, both forced by this machine rather than chosen: servers run as `postgres` (PostgreSQL refuses
 root), and without the citus extension Patroni runs without its `citus:` section, each group as its own
 Patroni cluster, so the non-Citus tests still run on the same files.
+
+With `namespaces=True` the plan is built with a NamespaceLayout: every member and etcd member runs in a network
+namespace of its own with its own address on a bridge (cluster/local/network.py), so drills can cut the network
+between hosts; HAProxy and the clients stay in the root namespace on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,7 +23,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +32,30 @@ import yaml
 
 from cluster.config import ClusterConfig, load_config
 from cluster.config.sources import read_stack_file, stack_file
-from cluster.local import processes
+from cluster.local import network, processes
+from cluster.local.certs import plaintext_dsn, without_tls, write_certificates
 from cluster.local.processes import HarnessError, Proc
 from cluster.local.state import STATE_FILE, read_state, write_state
-from cluster.plan import RESTAPI_USER, LocalLayout, Member, Plan, PortBook, build_plan
-from cluster.provision.rest import rest_json
+from cluster.plan import (
+    RESTAPI_USER,
+    Host,
+    HostNetwork,
+    LocalLayout,
+    Member,
+    NamespaceLayout,
+    Plan,
+    PortBook,
+    build_plan,
+)
+from cluster.provision import ProvisionResult, provision
+from cluster.provision.migrations import Migration
+from cluster.provision.rest import rest_json, rest_send
 from cluster.provision.rest import role as member_role
 from cluster.provision.target import ClusterTarget, target_from_plan
-from cluster.render import SECRETS_FILE, etcd_command, render_files, render_patroni_secrets
+from cluster.render import SECRETS_FILE, etcd_command, pgbackrest, render_files, render_patroni_secrets
 from cluster.render.haproxy import STATS_PASSWORD_ENV
 from cluster.secrets import Passwords
+from cluster.tls import TlsPaths
 
 STARTUP_TIMEOUT = 180.0
 
@@ -122,12 +140,20 @@ class Harness:
         passwords: Passwords[str],
         ports: dict[str, int],
         citus: bool = True,
+        hosts: dict[str, Any] | None = None,
+        tls: bool = True,
     ) -> None:
         self.base_dir = base_dir
+        self.tls = tls  # False: a measurement switch only (the price of TLS); every real cluster has it on
         self.config = config
         self.passwords = passwords
         self.book = PortBook(ports, free=())
+        # Namespaced layout: {"subnet", "tag", "assigned"} (the host-number book), kept in the state file.
+        self.hosts = hosts
+        self.host_book = PortBook(hosts["assigned"], free=range(2, 255)) if hosts else None
         self.procs: dict[str, Proc] = {}
+        # Extra Patroni settings by member name, merged over the rendered file (a restore's bootstrap section).
+        self.patroni_overrides: dict[str, dict[str, Any]] = {}
         major, self.bin_dir = local_postgres()
         self.citus_reason = citus_missing(major) if citus else "Citus mode turned off for this harness"
         self.plan = self._plan()
@@ -135,40 +161,71 @@ class Harness:
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
     def create(
-        cls, config: ClusterConfig | None = None, base_dir: Path | None = None, citus: bool = True
+        cls,
+        config: ClusterConfig | None = None,
+        base_dir: Path | None = None,
+        citus: bool = True,
+        namespaces: bool = False,
+        tls: bool = True,
     ) -> Harness:
-        """A harness not started yet (call up()); `citus=False` runs plain Patroni even where Citus exists."""
+        """A harness not started yet (call up()); `citus=False` runs plain Patroni even where Citus exists;
+        `namespaces=True` puts every member on a host of its own (needs root, iproute2 and nftables);
+        `tls=False` lets every client and replication/Citus link go without TLS (to measure what TLS costs)."""
         config = config or harness_config()
+        hosts = None
+        if namespaces:
+            network.require_tools()
+            hosts = {"subnet": network.pick_subnet(), "tag": secrets.token_hex(2), "assigned": {}}
         base_dir = Path(base_dir or tempfile.mkdtemp(prefix="citus-harness-"))
         base_dir.mkdir(parents=True, exist_ok=True)
         processes.check_reachable(str(base_dir.parent), "choose a --dir whose parents every user can traverse")
         os.chmod(base_dir, 0o700)
-        return cls(base_dir, config, Passwords.generate(), ports={}, citus=citus)
+        return cls(base_dir, config, Passwords.generate(), ports={}, citus=citus, hosts=hosts, tls=tls)
 
     @classmethod
     def load(cls, base_dir: Path) -> Harness:
         state = read_state(base_dir)
         config = load_config(state["config"]).config
-        harness = cls(Path(base_dir), config, Passwords(**state["passwords"]), state["ports"], state["citus"])
+        harness = cls(Path(base_dir), config, Passwords(**state["passwords"]), state["ports"], state["citus"],
+                      state.get("hosts"), state.get("tls", True))
         harness.procs = {name: Proc(**p) for name, p in state["processes"].items()}
         return harness
 
     def _plan(self) -> Plan:
         self.book.offer(free_ports(64))  # more than any growth step needs; unused ones are never bound
-        return build_plan(self.config, LocalLayout(str(self.base_dir), self.book, self.bin_dir))
+        if self.hosts is None or self.host_book is None:
+            return build_plan(self.config, LocalLayout(str(self.base_dir), self.book, self.bin_dir))
+        layout = NamespaceLayout(str(self.base_dir), self.book, self.bin_dir, subnet=self.hosts["subnet"],
+                                 tag=self.hosts["tag"], hosts=self.host_book)
+        return build_plan(self.config, layout)
 
     @property
     def citus(self) -> bool:
         return self.citus_reason is None
 
+    @property
+    def host_network(self) -> HostNetwork | None:
+        return self.plan.host_network
+
+    def host(self, name: str) -> Host:
+        """The host (namespace, address) a member or etcd member runs on; namespaced harness only."""
+        if self.plan.host_network is None:
+            raise HarnessError("this harness runs everything on 127.0.0.1: create it with namespaces=True")
+        return self.plan.host_network.host(name)
+
     # ---- outputs ------------------------------------------------------------------------------------------
     @property
     def target(self) -> ClusterTarget:
-        return target_from_plan(self.plan, self.passwords.superuser, self.passwords.app)
+        p = self.passwords
+        target = target_from_plan(self.plan, p.superuser, p.app, p.replication, p.rest_api)
+        if self.tls:
+            return target
+        members = tuple(replace(m, dsn=plaintext_dsn(m.dsn)) for m in target.members)
+        return replace(target, rw_dsn=plaintext_dsn(target.rw_dsn), members=members)
 
     def dsn(self, role: str = "read-write", database: str | None = None) -> str:
-        dsn = self.plan.dsn(role, self.passwords.superuser)  # type: ignore[arg-type]
-        return dsn if database is None else dsn.rsplit("/", 1)[0] + f"/{database}"
+        dsn = self.plan.dsn(role, self.passwords.superuser, database=database)  # type: ignore[arg-type]
+        return dsn if self.tls else plaintext_dsn(dsn)
 
     def member(self, name: str) -> Member:
         return next(m for m in self.plan.members if m.name == name)
@@ -177,16 +234,28 @@ class Harness:
         return next(t.dsn for t in self.target.members if t.name == name)
 
     def patroni_url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.member(name).api.port}"
+        member = self.member(name)
+        return f"https://{member.published_host}:{member.published_api}"
+
+    @property
+    def ca_file(self) -> str:
+        """The cluster CA every client of this harness verifies against (DSNs, Patroni, etcd)."""
+        return self.plan.client_ca_file
+
+    def rest(self, url: str, timeout: float = 2.0) -> dict[str, Any]:
+        """GET a Patroni endpoint over verified HTTPS."""
+        return rest_json(url, timeout, self.ca_file)
 
     def info(self) -> dict[str, Any]:
         return {
             "dir": str(self.base_dir),
             "citus": self.citus,
+            "tls": self.tls,
             "citus_missing": self.citus_reason,
             "rw_dsn": self.dsn("read-write"),
             "ro_dsn": self.dsn("read-only"),
             "stats_url": self.plan.stats_url,
+            "ca_file": self.ca_file,
             "patroni": {m.name: self.patroni_url(m.name) for m in self.plan.members},
             "pids": {name: p.pid for name, p in self.procs.items()},
         }
@@ -206,6 +275,8 @@ class Harness:
             "config": self.config.model_dump(mode="json", by_alias=True),
             "ports": self.book.assigned,
             "passwords": self.passwords.as_dict(),
+            "hosts": None if self.hosts is None or self.host_book is None else {
+                **self.hosts, "assigned": self.host_book.assigned},
             "processes": {name: asdict(p) for name, p in self.procs.items()},
             "target": self.target.to_dict(),
             **self.info(),
@@ -216,37 +287,90 @@ class Harness:
     def write_files(self) -> None:
         """The rendered files, where the plan says each process finds them."""
         files = render_files(self.plan)
-        secrets_text = render_patroni_secrets(self.passwords)
         (self.base_dir / "logs").mkdir(exist_ok=True)
+        write_certificates(self.plan)
         for member in self.plan.members:
             config_dir = Path(member.config_dir)
             config_dir.mkdir(parents=True, exist_ok=True)
             text = files[f"patroni/{member.name}/10-patroni.yml"]
             (config_dir / "10-patroni.yml").write_text(self._adapt_patroni(text, member))
-            secret = config_dir / SECRETS_FILE
-            secret.write_text(secrets_text)
-            os.chmod(secret, 0o600)
+            if member.name in self.patroni_overrides:
+                doc = _merge(yaml.safe_load(text), self.patroni_overrides[member.name])
+                (config_dir / "10-patroni.yml").write_text(self._adapt_patroni(yaml.safe_dump(doc, sort_keys=False),
+                                                                               member))
+            backup_config = f"patroni/{member.name}/{pgbackrest.CONFIG_NAME}"
+            if backup_config in files:
+                Path(pgbackrest.config_path(member)).write_text(files[backup_config])
+        self._write_secrets()
         Path(self.plan.balancer.config_path).write_text(files["haproxy.cfg"])
         for e in self.plan.etcd:
             Path(e.data_dir).parent.mkdir(parents=True, exist_ok=True)
+        for directory in pgbackrest.local_dirs(self.plan):
+            Path(directory).mkdir(parents=True, exist_ok=True)  # the repository: a directory owned by postgres
         processes.give_to_server_user(self.base_dir)
 
+    def _write_secrets(self) -> None:
+        """Patroni's credentials file of every member: created 0600 (never readable by others, not even for a
+        moment) and owned by the server user, as the containers get it."""
+        text = render_patroni_secrets(self.passwords)
+        user = processes.server_user()
+        for member in self.plan.members:
+            path = Path(member.config_dir) / SECRETS_FILE
+            path.unlink(missing_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            if user is not None:
+                os.fchown(fd, user.pw_uid, user.pw_gid)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+
+    def rotate_passwords(self, new: Passwords[str], files: list[Migration]) -> ProvisionResult:
+        """Change credentials on the running cluster as `make up` does after the config changed, with no restart:
+        provisioning sets the roles (logging in with the old superuser password, sending SCRAM verifiers) and
+        pg_dist_authinfo; then every member's secrets file is rewritten and Patroni reloaded (authenticated with
+        the REST password it still has). Known gap: a replica's WAL receiver that reconnects afterwards does not
+        get the new replication password (tests/integration/test_security.py, strict xfail). A changed stats
+        password restarts HAProxy (it reads it from its environment): seconds without the balancer."""
+        old, self.passwords = self.passwords, new
+        target = replace(self.target, rest_password=old.rest_api)
+        result = provision(target, files, previous_superuser_passwords=[old.superuser])
+        self._write_secrets()
+        for member in self.plan.members:
+            rest_send(f"{self.patroni_url(member.name)}/reload", {}, (RESTAPI_USER, old.rest_api),
+                      ca_file=self.ca_file)
+        for member in self.plan.members:  # Patroni reloads on its next loop; until then it takes the old password
+            url = self.patroni_url(member.name)
+            self._wait(member.name, lambda url=url: _reloads_with(url, new.rest_api, self.ca_file), 30,
+                       "Patroni to take the new REST API password")
+        if new.stats != old.stats:
+            self.stop_haproxy()
+            self.start_haproxy()
+        self.save()
+        return result
+
     def _adapt_patroni(self, text: str, member: Member) -> str:
-        """Without Citus: drop Patroni's `citus:` section and give each group its own Patroni cluster."""
-        if self.citus:
+        """Without Citus: drop Patroni's `citus:` section and give each group its own Patroni cluster.
+        Without TLS (measurement switch): see certs.without_tls."""
+        if self.citus and self.tls:
             return text
         doc = yaml.safe_load(text)
-        doc.pop("citus", None)
-        doc["scope"] = f"{doc['scope']}-group{member.group}"
-        header = f"# {member.name}: rendered file minus `citus:` (harness without the citus extension)\n"
-        return header + yaml.safe_dump(doc, sort_keys=False)
+        header = f"# {member.name}: rendered file"
+        if not self.citus:
+            doc.pop("citus", None)
+            doc["scope"] = f"{doc['scope']}-group{member.group}"
+            header += " minus `citus:` (harness without the citus extension)"
+        if not self.tls:
+            without_tls(doc)
+            header += " with TLS optional (measurement switch `--no-tls`)"
+        return header + "\n" + yaml.safe_dump(doc, sort_keys=False)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def up(self, timeout: float = STARTUP_TIMEOUT) -> Harness:
         """Start everything and wait until it serves; on any failure stop what was started and raise."""
         try:
             self.write_files()
-            self.save()
+            self.save()  # before any namespace exists, so `down`/`cleanup` can find and remove them
+            if self.plan.host_network is not None:
+                network.create(self.plan.host_network)
             self._start_etcd(timeout)
             self._start_members([m for m in self.plan.members], timeout)
             self._start_haproxy(timeout)
@@ -263,20 +387,37 @@ class Harness:
         """
         self._adopt_recorded()
         etcd = {e.name for e in self.plan.etcd}
-        self._stop_procs([name for name in self.procs if name not in etcd])
-        self._stop_procs([name for name in self.procs if name in etcd])
+        try:
+            self._stop_procs([name for name in self.procs if name not in etcd])
+            self._stop_procs([name for name in self.procs if name in etcd])
+        finally:
+            if self.plan.host_network is not None:
+                network.destroy(self.plan.host_network)
         if remove:
             shutil.rmtree(self.base_dir, ignore_errors=True)
         else:
             self.save()
 
+    @classmethod
+    def cleanup(cls, base_dir: Path) -> bool:
+        """Stop whatever the state file in `base_dir` records and remove its namespaces; keep the directory.
+
+        Idempotent: safe after a crashed test, a failed `up` or a previous cleanup. False if there was no state.
+        """
+        if not (Path(base_dir) / STATE_FILE).exists():
+            return False
+        cls.load(base_dir).down(remove=False)
+        return True
+
     def _start_etcd(self, timeout: float) -> None:
         binary = processes.require_binary("etcd", "install etcd-server (see .ci/run)")
         for e in self.plan.etcd:
-            self._spawn(Proc(e.name, etcd_command(self.plan, e, binary), self._log(e.name)))
+            self._spawn(self._proc(e.name, etcd_command(self.plan, e, binary)))
         for e in self.plan.etcd:
-            self._wait(e.name, lambda e=e: rest_json(f"http://{e.client.address}/health").get("health") == "true",
-                       timeout, "etcd /health to answer true")
+            tls = TlsPaths(e.tls_dir)  # etcd admits certified clients only: the harness uses the member's own
+            url = f"https://{e.client.address}/health"
+            self._wait(e.name, lambda url=url, tls=tls: rest_json(url, 2.0, tls.ca, (tls.cert, tls.key))
+                       .get("health") == "true", timeout, "etcd /health to answer true")
 
     def _start_members(self, members: list[Member], timeout: float) -> None:
         """Intended leaders first, so each group bootstraps where the plan says; then the replicas."""
@@ -287,19 +428,33 @@ class Harness:
         leaders = [m for m in members if m.index == 0]
         for batch, role in ((leaders, "primary"), ([m for m in members if m.index > 0], "replica")):
             for m in batch:
-                self._spawn(Proc(m.name, [patroni, m.config_dir], self._log(m.name)))
+                self._spawn(self._proc(m.name, [patroni, m.config_dir]))
             for m in batch:
                 self.wait_member(m.name, role, timeout)
             if role == "primary" and not self.citus:
                 self._create_database(batch)
+            if role == "primary":
+                self._create_stanzas(batch)
 
     def _create_database(self, leaders: list[Member]) -> None:
         """Patroni's Citus mode creates the database; plain Patroni does not, so do it here."""
         database = self.config.citus.database
         for m in leaders:
-            with psycopg.connect(self.member_dsn(m.name).rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            dsn = self.plan.member_dsn(m, self.passwords.superuser, database="postgres")
+            with psycopg.connect(dsn, autocommit=True) as conn:
                 if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
                     conn.execute(f'CREATE DATABASE "{database}"')
+
+    def _create_stanzas(self, leaders: list[Member]) -> None:
+        """Each group's pgBackRest stanza, from its primary, before WAL piles up behind a failing archive_command
+        (stanza-create is a no-op where the stanza exists)."""
+        if not self.config.backups.enabled:
+            return
+        for m in leaders:
+            argv = pgbackrest.command(self.plan, m, "stanza-create")
+            done = processes.run_as_server_user(argv, timeout=120, cwd=str(self.base_dir))
+            if done.returncode != 0:
+                raise HarnessError(f"{m.name}: `{' '.join(argv)}` failed: {(done.stderr or done.stdout).strip()}")
 
     def _start_haproxy(self, timeout: float) -> None:
         binary = processes.require_binary("haproxy", "install haproxy (see .ci/run)")
@@ -313,14 +468,14 @@ class Harness:
     def wait_member(self, name: str, role: str | None = None, timeout: float = STARTUP_TIMEOUT) -> None:
         """Until Patroni reports the member running (as `role`, if given)."""
         def ready() -> bool:
-            status = rest_json(f"{self.patroni_url(name)}/patroni")
+            status = self.rest(f"{self.patroni_url(name)}/patroni")
             running = status.get("state") in ("running", "streaming")
             return running and (role is None or member_role(status) == role)
 
         self._wait(name, ready, timeout, f"Patroni to report it running{f' as {role}' if role else ''}")
 
     def role_of(self, name: str) -> str | None:
-        return member_role(rest_json(f"{self.patroni_url(name)}/patroni"))
+        return member_role(self.rest(f"{self.patroni_url(name)}/patroni"))
 
     def leader(self, group: int) -> str:
         found = [m.name for m in self.plan.groups[group] if self.role_of(m.name) == "primary"]
@@ -364,7 +519,7 @@ class Harness:
 
     def start_member(self, name: str) -> None:
         member = self.member(name)
-        self._spawn(Proc(name, [str(Path(sys.executable).parent / "patroni"), member.config_dir], self._log(name)))
+        self._spawn(self._proc(name, [str(Path(sys.executable).parent / "patroni"), member.config_dir]))
 
     def kill_process(self, name: str) -> None:
         """SIGKILL any harness process by name (etcd members, HAProxy)."""
@@ -375,19 +530,29 @@ class Harness:
         """Start a stopped process again with its recorded command line (etcd keeps its data dir)."""
         proc = self.procs[name]
         env = {STATS_PASSWORD_ENV: self.passwords.stats} if name == self.plan.balancer.name else None
-        self._spawn(Proc(name, proc.argv, proc.log), env=env)
+        self._spawn(Proc(name, proc.argv, proc.log, netns=proc.netns), env=env)
 
     def switchover(self, leader: str, timeout: float = 60.0) -> None:
         """A planned switchover through the leader's Patroni REST API (authenticated, as unsafe endpoints are)."""
-        member = self.member(leader)
-        body = json.dumps({"leader": leader}).encode()
-        request = urllib.request.Request(f"{self.patroni_url(leader)}/switchover", data=body, method="POST")
-        token = base64.b64encode(f"{RESTAPI_USER}:{self.passwords.rest_api}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-        request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            if response.status != 200:
-                raise HarnessError(f"switchover of group {member.group} answered {response.status}")
+        self._rest(leader, "POST", "/switchover", {"leader": leader}, timeout)
+
+    def patch_dcs(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change Patroni's dynamic configuration (kept in etcd) of every group; return the coordinator's before.
+
+        In Citus mode each group is a Patroni cluster with its own configuration key, so each group's leader is
+        asked. Drills use it to run with and without `failsafe_mode` on one cluster."""
+        before = self.rest(f"{self.patroni_url(self.leader(0))}/config")
+        for group in range(len(self.plan.groups)):
+            self._rest(self.leader(group), "PATCH", "/config", changes, 10.0)
+        return before
+
+    def _rest(self, name: str, method: str, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """An authenticated call to a member's Patroni REST API (unsafe endpoints need the credentials)."""
+        try:
+            return rest_send(f"{self.patroni_url(name)}{path}", body, (RESTAPI_USER, self.passwords.rest_api),
+                             method, timeout, self.ca_file)
+        except urllib.error.HTTPError as exc:
+            raise HarnessError(f"{method} {path} on {name} answered {exc.code}: {exc.read()[:200]!r}") from None
 
     def revive(self, timeout: float = STARTUP_TIMEOUT) -> list[str]:
         """Bring back every process of the current plan that is not running (thawing frozen members first), as
@@ -423,6 +588,9 @@ class Harness:
         self.plan = self._plan()
         group = len(self.plan.groups) - 1
         self.write_files()
+        self.save()
+        if self.plan.host_network is not None:
+            network.create(self.plan.host_network)  # only the new group's hosts are added
         self._start_members(list(self.plan.groups[group]), timeout)
         self.save()
         return group
@@ -433,6 +601,7 @@ class Harness:
         names = [m.name for m in sorted(self.plan.groups[group], key=lambda m: -m.index)]
         for name in names:  # replicas first, so the leader's shutdown does not wait for a sync standby
             self._stop_proc(name)
+            del self.procs[name]  # no longer part of the cluster: nothing to revive, signal or list
         raw = self.config.model_dump(mode="json", by_alias=True)
         raw["workers"]["groups"] -= 1
         self.config = load_config(raw).config
@@ -443,6 +612,12 @@ class Harness:
     # ---- internals ----------------------------------------------------------------------------------------
     def _log(self, name: str) -> str:
         return str(self.base_dir / "logs" / f"{name}.log")
+
+    def _proc(self, name: str, argv: list[str]) -> Proc:
+        """A server process of `name`, inside its host's namespace when the layout gives it one."""
+        net = self.plan.host_network
+        netns = net.host(name).namespace if net is not None else ""
+        return Proc(name, argv, self._log(name), netns=netns)
 
     def _spawn(self, proc: Proc, env: dict[str, str] | None = None) -> None:
         Path(proc.log).touch()
@@ -474,6 +649,17 @@ class Harness:
         if not processes.wait_for(check, timeout, interval=0.3):
             tail = proc.tail() if proc else ""
             raise HarnessError(f"{name}: no {what} after {timeout:.0f} s; last log lines of {name}:\n{tail}")
+
+
+def _reloads_with(url: str, password: str, ca_file: str) -> bool:
+    """True once Patroni accepts `password` on an unsafe endpoint (a reload changes nothing by itself)."""
+    try:
+        rest_send(f"{url}/reload", {}, (RESTAPI_USER, password), ca_file=ca_file)
+        return True
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return False
+        raise
 
 
 def _can_query(dsn: str) -> bool:

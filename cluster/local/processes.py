@@ -31,6 +31,7 @@ class Proc:
     argv: list[str]
     log: str
     pid: int = 0
+    netns: str = ""  # the network namespace it runs in (namespaced harness); "" = the root namespace
 
     def alive(self) -> bool:
         return pid_alive(self.pid)
@@ -81,19 +82,30 @@ def start(proc: Proc, env: dict[str, str] | None = None, cwd: str | None = None)
     if user is not None:
         full_env["HOME"] = user.pw_dir
     full_env.update(env or {})
+    argv, as_user = proc.argv, user
+    if proc.netns:  # entering a namespace needs root: the wrappers switch to the server user and exec in place
+        if user is None:
+            raise HarnessError(f"{proc.name}: the namespaced harness must run as root (it creates namespaces)")
+        argv, as_user = namespace_argv(proc.netns, user.pw_uid, user.pw_gid, proc.argv), None
     with open(proc.log, "ab") as log:
         child = subprocess.Popen(
-            proc.argv,
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=full_env,
             cwd=cwd,
             start_new_session=True,  # its own process group: signals reach it and its children only
-            **({"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}),
+            **({"user": as_user.pw_uid, "group": as_user.pw_gid, "extra_groups": []} if as_user else {}),
         )
     proc.pid = child.pid
     return proc
+
+
+def namespace_argv(namespace: str, uid: int, gid: int, argv: list[str]) -> list[str]:
+    """`argv` run inside `namespace` as uid/gid. Both wrappers exec in place, so the PID stays the server's."""
+    return ["ip", "netns", "exec", namespace, "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+            "--", *argv]
 
 
 def pid_alive(pid: int) -> bool:
@@ -184,3 +196,15 @@ def require_binary(name: str, hint: str) -> str:
     if not found:
         raise HarnessError(f"'{name}' is not on PATH: {hint}")
     return found
+
+
+def run_as_server_user(argv: list[str], timeout: float, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a short command (pgBackRest, say) to completion as the server user; its output comes back as text."""
+    user = server_user()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    if user is not None:
+        env["HOME"] = user.pw_dir
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+        **({"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}),  # type: ignore[arg-type]
+    )

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import psycopg
 
-from cluster.provision import citus, migrations
+from cluster.provision import citus, dcs, migrations, roles
 from cluster.provision.citus import ProvisionError
 from cluster.provision.health import ClusterNotHealthy, check, wait_healthy
 from cluster.provision.migrations import Migration, SchemaDrift, read_migrations
@@ -47,6 +48,9 @@ class ProvisionResult:
     newly_applied: list[str] = field(default_factory=list)  # the ones this run applied
     rebalance: str = "not needed"
     shard_counts: dict[str, int] = field(default_factory=dict)
+    passwords_changed: list[str] = field(default_factory=list)  # roles and pg_dist_authinfo rows brought in step
+    app_tables: list[str] = field(default_factory=list)  # what the application role may read and write
+    pending_restart: list[str] = field(default_factory=list)  # members a changed DCS setting waits on
 
     def outputs(self) -> dict:
         return {
@@ -63,16 +67,24 @@ def provision(
     *,
     rebalance: bool = False,
     health_timeout: float = 300.0,
+    previous_superuser_passwords: Sequence[str] = (),
 ) -> ProvisionResult:
-    """Bring a running cluster to its declared state; returns what it found and did."""
-    report = wait_healthy(target, timeout=health_timeout)
+    """Bring a running cluster to its declared state; returns what it found and did.
+
+    A superuser password that changed in the config is rotated: provisioning logs in with the previous one
+    (`previous_superuser_passwords`, e.g. the provider's old inputs) and sets the new one everywhere first.
+    """
+    login = roles.login_password(target, previous_superuser_passwords)
+    report = wait_healthy(replace(target, rw_dsn=roles.with_password(target.rw_dsn, login)), timeout=health_timeout)
+    changed = roles.sync_group_roles(target, report.leaders, login)
     with citus.connect(target.rw_dsn) as conn:
-        result = ProvisionResult(citus_version=citus.require_citus(conn))
+        result = ProvisionResult(citus_version=citus.require_citus(conn), passwords_changed=changed)
         before = {row.group for row in citus.nodes(conn)}
         result.registered = citus.register(conn, target, report.leaders)
         citus.ensure_extensions(conn, target)
         result.newly_applied = migrations.apply(conn, files, target.schema_settings)
-        citus.ensure_app_role(conn, target)
+        result.app_tables = roles.ensure_app_role(conn, target)
+        result.passwords_changed += roles.sync_app_authinfo(target, report.leaders)
         _forget_stale_groups(conn, target)
         added = set(target.worker_groups) - before
         if rebalance or added:
@@ -80,6 +92,7 @@ def provision(
         result.applied = sorted(migrations.applied(conn))
         result.nodes = [r.summary() for r in citus.nodes(conn)]
         result.shard_counts = citus.shard_counts(conn)
+    result.pending_restart = dcs.sync(target, report.leaders)
     return result
 
 

@@ -1,8 +1,8 @@
-"""Citus metadata: the extension, node registration, the application role, shard placement.
+"""Citus metadata: the extension, node registration, shard placement (roles: cluster.provision.roles).
 
 Patroni's Citus mode already registers each worker group's leader (and its replicas as secondaries) from the
 coordinator leader every heartbeat; here we confirm it, add what is missing, and do what Patroni does not:
-extensions, the application role, rebalancing onto new groups, draining groups before they go.
+extensions, rebalancing onto new groups, draining groups before they go.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
 
 from cluster.errors import ClusterError
 from cluster.provision.target import ClusterTarget
@@ -128,18 +127,6 @@ def ensure_extensions(conn: psycopg.Connection, target: ClusterTarget) -> None:
     ).fetchall()
     if missing:
         raise ProvisionError(f"postgis is missing on workers {missing}; check that the image installs PostGIS")
-
-
-def ensure_app_role(conn: psycopg.Connection, target: ClusterTarget) -> None:
-    """A login role for applications (not a superuser); Citus propagates roles and grants to workers."""
-    role, password = sql.Identifier(target.app_user), sql.Literal(target.app_password)
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (target.app_user,)).fetchone()
-    verb = "ALTER" if exists else "CREATE"
-    conn.execute(sql.SQL(f"{verb} ROLE {{}} LOGIN PASSWORD {{}}").format(role, password))
-    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(target.database), role))
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
-    conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(role))
-    conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
 
 
 def shard_counts(conn: psycopg.Connection) -> dict[str, int]:

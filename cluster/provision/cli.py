@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +52,37 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target(stack=args.stack, local=args.harness, dsn=args.dsn, patroni=args.patroni,
                             app_user=args.app_user, app_password=os.environ.get("CITUS_APP_PASSWORD", ""))
     if args.check:
-        return _check(target, args.json)
+        return _check(target, args.json, lambda: backups_of(args))
     if not target.app_password:
         raise UsageError("provisioning sets the application role's password: export CITUS_APP_PASSWORD "
                          "(or use --check to only report)")
     result = provision(target, read_migrations(project_root() / "sql"), rebalance=args.rebalance,
                        health_timeout=args.timeout)
     print(json.dumps(result.outputs() | {"registered": result.registered, "newly_applied":
-                                         result.newly_applied, "rebalance": result.rebalance}, indent=2)
+                                         result.newly_applied, "rebalance": result.rebalance,
+                                         "passwords_changed": result.passwords_changed,
+                                         "app_tables": result.app_tables,
+                                         "pending_restart": result.pending_restart}, indent=2)
           if args.json else format_result(result))
     return 0
 
 
-def _check(target: ClusterTarget, as_json: bool) -> int:
+def backups_of(args: argparse.Namespace) -> Any:
+    """Where pgBackRest can be run for the cluster (named by --stack or --harness), for the repository check."""
+    if args.dsn:
+        return None
+    from cluster.backup.cli import resolve_scope
+
+    return resolve_scope(args.stack, args.harness)
+
+
+def _check(target: ClusterTarget, as_json: bool, backups: Callable[[], Any] = lambda: None) -> int:
     report = check(target)
     state: dict[str, Any] = {"healthy": report.healthy, "leaders": report.leaders, "problems": report.problems}
+    if report.leaders:  # archive health of whichever primaries answer, even while the cluster is unhealthy
+        from cluster.backup.health import archive_report
+
+        state["archive"] = archive_report(target, report.leaders, backups())
     if report.healthy:
         with citus.connect(target.rw_dsn) as conn:
             state["citus_version"] = citus.require_citus(conn)
@@ -75,7 +92,7 @@ def _check(target: ClusterTarget, as_json: bool) -> int:
             state |= {"applied_migrations": sorted(done), "pending_migrations": pending,
                       "shard_counts": citus.shard_counts(conn)}
     print(json.dumps(state, indent=2) if as_json else format_check(state))
-    return 0 if report.healthy else 1
+    return 0 if report.healthy and state.get("archive", {}).get("ok", True) else 1
 
 
 def format_result(result: ProvisionResult) -> str:
@@ -85,18 +102,29 @@ def format_result(result: ProvisionResult) -> str:
                  + (f", this run: {', '.join(result.newly_applied)}" if result.newly_applied else ", none new"))
     lines.append(f"rebalance: {result.rebalance}")
     lines += [f"  {node}: {count} shards" for node, count in result.shard_counts.items()]
+    lines.append(f"passwords changed: {', '.join(result.passwords_changed) or 'none'}")
+    lines.append(f"application role may write: {', '.join(result.app_tables) or 'nothing yet'}")
+    if result.pending_restart:
+        lines.append(f"restart pending (a DCS-only setting changed): {', '.join(result.pending_restart)}; restart "
+                     "them one at a time, replicas first (`patronictl restart --pending`)")
     return "\n".join(lines)
 
 
 def format_check(state: dict[str, Any]) -> str:
+    archive = state.get("archive", {})
+    alarm = "".join(f"\n!! {p}" for p in archive.get("problems", []))
     if not state["healthy"]:
-        return "NOT HEALTHY\n" + "\n".join(f"  - {p}" for p in state["problems"])
+        return "NOT HEALTHY\n" + "\n".join(f"  - {p}" for p in state["problems"]) + alarm
     lines = [f"healthy; Citus {state['citus_version']}; leaders: "
              + ", ".join(f"group {g}: {n}" for g, n in sorted(state["leaders"].items())), *_node_lines(state["nodes"])]
     lines.append(f"migrations applied: {len(state['applied_migrations'])}; pending: "
                  f"{', '.join(state['pending_migrations']) or 'none'}")
     lines += [f"  {node}: {count} shards" for node, count in state["shard_counts"].items()]
-    return "\n".join(lines)
+    if archive:
+        lines.append("archive: " + ("ok" if archive["ok"] else "FAILING"))
+        lines += [f"  group {a['group']} {a['member']}: {a['archived']} archived, {a['failed']} failed, last "
+                  f"{a['last_archived_wal']} ({a['last_archived_age_s']} s ago)" for a in archive["primaries"]]
+    return "\n".join(lines) + alarm
 
 
 def _node_lines(nodes: list[dict[str, Any]]) -> list[str]:

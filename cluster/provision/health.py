@@ -43,9 +43,9 @@ class ClusterNotHealthy(ClusterError):
     """Raised when the wait runs out; the message lists every member or group still not ready."""
 
 
-def member_state(member: MemberTarget, timeout: float = 2.0) -> dict[str, Any]:
+def member_state(member: MemberTarget, ca_file: str | None, timeout: float = 2.0) -> dict[str, Any]:
     """Patroni's own view of a member (GET /patroni): state, role, replication_state, ..."""
-    return rest_json(f"{member.patroni_url}/patroni", timeout)
+    return rest_json(f"{member.patroni_url}/patroni", timeout, ca_file)
 
 
 def check(target: ClusterTarget) -> HealthReport:
@@ -54,7 +54,7 @@ def check(target: ClusterTarget) -> HealthReport:
     for group in target.groups:
         for member in target.members_of(group):
             try:
-                state = member_state(member)
+                state = member_state(member, target.ca_file)
             except (OSError, urllib.error.URLError, ValueError) as exc:
                 report.problems.append(f"{member.name} (group {group}): Patroni REST unreachable: {exc}")
                 continue

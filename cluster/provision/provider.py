@@ -14,9 +14,13 @@ from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider,
 
 
 def _target(props: dict[str, Any]):  # type: ignore[no-untyped-def]
-    from cluster.provision.target import ClusterTarget
+    """The cluster to talk to; its CA is put where the target's TLS checks look for it before anything dials."""
+    from cluster.provision.target import ClusterTarget, install_ca
 
-    return ClusterTarget.from_dict(props["target"])
+    target = ClusterTarget.from_dict(props["target"])
+    if props.get("ca_cert") and target.ca_file:
+        install_ca(target.ca_file, props["ca_cert"])
+    return target
 
 
 def _migrations(props: dict[str, Any]) -> list:
@@ -44,10 +48,11 @@ class ProvisioningProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = []
-        if _groups(olds) != _groups(news) or olds["target"]["members"] != news["target"]["members"]:
+        # Every part of the target changes what provisioning does: members, the app role's name and password,
+        # the superuser and replication passwords (rotation), the schema settings (refused if the built schema
+        # cannot take them), Patroni's dynamic configuration.
+        if olds["target"] != news["target"]:
             changed.append("target")
-        if olds["target"].get("schema_settings") != news["target"].get("schema_settings"):
-            changed.append("schema_settings")  # provisioning then refuses a change the built schema cannot take
         if _checksums(olds) != _checksums(news):
             changed.append("migrations")
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
@@ -61,7 +66,8 @@ class ProvisioningProvider(ResourceProvider):
             # Shards leave before the members do: Pulumi deletes the removed containers after this update.
             drain(_target(olds), leaving)
         arriving = bool(_groups(news) - _groups(olds))
-        result = provision(target, _migrations(news), rebalance=arriving)
+        previous = [_target(olds).superuser_password]  # the password to log in with while rotating it
+        result = provision(target, _migrations(news), rebalance=arriving, previous_superuser_passwords=previous)
         return UpdateResult(outs={**news, **result.outputs()})
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:

@@ -12,6 +12,9 @@ from cluster.render.patroni import (
     render_patroni,
     render_patroni_secrets,
 )
+from cluster.render.pgbackrest import config_path as pgbackrest_config_path
+from cluster.render.pgbackrest import render_pgbackrest
+from cluster.render.prometheus import render_prometheus
 
 __all__ = [
     "CONFIG_FILE",
@@ -23,6 +26,7 @@ __all__ = [
     "render_haproxy",
     "render_patroni",
     "render_patroni_secrets",
+    "render_pgbackrest",
 ]
 
 
@@ -31,4 +35,8 @@ def render_files(plan: Plan) -> dict[str, str]:
     files = {"Dockerfile": render_dockerfile(plan), "haproxy.cfg": render_haproxy(plan)}
     for member in plan.members:
         files[f"patroni/{member.name}/{CONFIG_FILE}"] = render_patroni(plan, member)
+        if plan.config.backups.enabled:
+            name = pgbackrest_config_path(member).rsplit("/", 1)[1]
+            files[f"patroni/{member.name}/{name}"] = render_pgbackrest(plan, member)
+    files |= {f"prometheus/{name}": text for name, text in render_prometheus(plan).items()}
     return files

@@ -10,7 +10,8 @@ import hashlib
 from dataclasses import dataclass
 
 from cluster.config.versions import POSTGIS_UNPINNED, citus_image_tag
-from cluster.plan import DOCKER_DATA_MOUNT, PATRONI_CONFIG_DIR, PATRONI_VENV, Plan
+from cluster.plan import DATABASE_UID, DOCKER_BACKUP_MOUNT, DOCKER_DATA_MOUNT, PATRONI_CONFIG_DIR, PATRONI_VENV, Plan
+from cluster.render.pgbackrest import DOCKER_LOG_DIR
 
 CITUS_IMAGE = "citusdata/citus"
 
@@ -39,10 +40,11 @@ def render_dockerfile(plan: Plan) -> str:
 FROM {base}
 
 USER root
-# PostGIS from the PostgreSQL apt repository the base image already trusts; Python for Patroni.
+# PostGIS from the PostgreSQL apt repository the base image already trusts; Python for Patroni; pgBackRest for
+# WAL archiving, backups and restores (the repository volume is mounted at {DOCKER_BACKUP_MOUNT}).
 RUN set -eux; \\
     apt-get update; \\
-    apt-get install -y --no-install-recommends '{postgis_pkg}{pin}' python3 python3-venv; \\
+    apt-get install -y --no-install-recommends '{postgis_pkg}{pin}' python3 python3-venv pgbackrest; \\
     rm -rf /var/lib/apt/lists/*{check}
 
 # Patroni in its own venv, pinned, with the etcd3 and psycopg3 extras.
@@ -52,8 +54,9 @@ RUN set -eux; \\
     {PATRONI_VENV}/bin/patroni --version
 
 RUN set -eux; \\
-    mkdir -p {PATRONI_CONFIG_DIR} {DOCKER_DATA_MOUNT}; \\
-    chown -R postgres:postgres {PATRONI_CONFIG_DIR} {DOCKER_DATA_MOUNT}; \\
+    test "$(id -u postgres):$(id -g postgres)" = "{DATABASE_UID}:{DATABASE_UID}"; \\
+    mkdir -p {PATRONI_CONFIG_DIR} {DOCKER_DATA_MOUNT} {DOCKER_BACKUP_MOUNT} {DOCKER_LOG_DIR}; \\
+    chown -R postgres:postgres {PATRONI_CONFIG_DIR} {DOCKER_DATA_MOUNT} {DOCKER_BACKUP_MOUNT} {DOCKER_LOG_DIR}; \\
     chmod 0700 {DOCKER_DATA_MOUNT}
 
 USER postgres

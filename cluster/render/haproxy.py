@@ -1,12 +1,15 @@
 """haproxy.cfg: the read-write and read-only entry points, chosen by Patroni's REST health checks.
 
 HAProxy never guesses who leads: it asks every coordinator member's Patroni (`GET /primary` answers 200 on
-the leader only, `GET /replica` on healthy replicas) once a second and routes accordingly.
+the leader only, `GET /replica` on healthy replicas) once a second and routes accordingly. Those checks speak
+HTTPS and verify Patroni's certificate against the cluster CA and the member's name; the stats page is HTTPS.
+PostgreSQL traffic passes through in TCP mode, so TLS runs end to end between the client and the member.
 """
 
 from __future__ import annotations
 
 from cluster.plan import STATS_USER, Member, Plan
+from cluster.tls import TlsPaths
 
 STATS_PASSWORD_ENV = "HAPROXY_STATS_PASSWORD"
 
@@ -15,10 +18,20 @@ STATS_PASSWORD_ENV = "HAPROXY_STATS_PASSWORD"
 INTER = "1s"
 FALL = 2
 RISE = 2
+# A server that is DOWN (the old leader, a replica being promoted) is checked twice as often, and once its
+# state starts to change the confirming checks come 250 ms apart: a new leader takes writes ~1 s sooner.
+DOWNINTER = "500ms"
+FASTINTER = "250ms"
+
+# Backend names: `python -m cluster status` reads HAProxy's view of each by these names.
+PRIMARY_BACKEND = "coordinator_primary"  # the coordinator leader (GET /primary)
+REPLICAS_BACKEND = "coordinator_replicas"  # coordinator replicas (GET /replica)
+LEADERS_BACKEND = "group_leaders"  # every group's leader (the any-node listener)
 
 
 def render_haproxy(plan: Plan) -> str:
     b = plan.balancer
+    tls = TlsPaths(b.tls_dir)
     coordinators = plan.coordinators
     lines = [
         f"# HAProxy for {plan.scope}: rw -> coordinator leader, ro -> coordinator replicas (else leader).",
@@ -34,7 +47,9 @@ def render_haproxy(plan: Plan) -> str:
         "    timeout client 30m",
         "    timeout server 30m",
         "    timeout check 2s",
-        f"    default-server inter {INTER} fall {FALL} rise {RISE} on-marked-down shutdown-sessions"
+        f"    default-server inter {INTER} downinter {DOWNINTER} fastinter {FASTINTER} fall {FALL} rise {RISE}"
+        " on-marked-down shutdown-sessions"
+        f" check-ssl verify required ca-file {tls.ca}"
         + ("" if plan.dns_resolver is None else " resolvers cluster init-addr last,libc,none"),
         "",
     ]
@@ -48,18 +63,18 @@ def render_haproxy(plan: Plan) -> str:
     lines += [
         "frontend read_write",
         f"    bind {b.read_write.bind}",
-        "    default_backend coordinator_primary",
+        f"    default_backend {PRIMARY_BACKEND}",
         "",
         "frontend read_only",
         f"    bind {b.read_only.bind}",
-        "    use_backend coordinator_replicas if { nbsrv(coordinator_replicas) gt 0 }",
-        "    default_backend coordinator_primary",
+        f"    use_backend {REPLICAS_BACKEND} if {{ nbsrv({REPLICAS_BACKEND}) gt 0 }}",
+        f"    default_backend {PRIMARY_BACKEND}",
         "",
         *_any_node(plan),
-        *_backend("coordinator_primary", "/primary", "first", coordinators),
-        *_backend("coordinator_replicas", "/replica", "leastconn", coordinators),
+        *_backend(PRIMARY_BACKEND, "/primary", "first", coordinators),
+        *_backend(REPLICAS_BACKEND, "/replica", "leastconn", coordinators),
         "listen stats",
-        f"    bind {b.stats.bind}",
+        f"    bind {b.stats.bind} ssl crt {tls.pem}",
         "    mode http",
         "    stats enable",
         "    stats uri /",
@@ -78,9 +93,9 @@ def _any_node(plan: Plan) -> list[str]:
     return [
         "frontend any_node",
         f"    bind {plan.balancer.any_node.bind}",
-        "    default_backend group_leaders",
+        f"    default_backend {LEADERS_BACKEND}",
         "",
-        *_backend("group_leaders", "/primary", "leastconn", plan.members),
+        *_backend(LEADERS_BACKEND, "/primary", "leastconn", plan.members),
     ]
 
 
@@ -91,6 +106,8 @@ def _backend(name: str, check_path: str, balance: str, members: tuple[Member, ..
         "    option httpchk",
         f"    http-check send meth GET uri {check_path}",
         "    http-check expect status 200",
-        *(f"    server {m.name} {m.postgres.address} check port {m.api.port}" for m in members),
+        # verifyhost: the certificate must be this member's (its name is a DNS SAN of its own certificate only;
+        # HAProxy matches DNS names, never IP SANs, so the address would not do in a layout that dials IPs).
+        *(f"    server {m.name} {m.postgres.address} check port {m.api.port} verifyhost {m.name}" for m in members),
         "",
     ]

@@ -10,40 +10,59 @@ from typing import Any
 
 import yaml
 
-from cluster.plan import REPLICATION_USER, RESTAPI_USER, SUPERUSER, Member, Plan
+from cluster.config.models import DCS_PARAMETERS
+from cluster.plan import REPLICATION_USER, RESTAPI_USER, SSLMODE, SUPERUSER, Member, Plan
+from cluster.render.pgbackrest import archive_parameters, patroni_postgresql
 from cluster.secrets import Passwords
+from cluster.tls import TlsPaths
 
 CONFIG_FILE = "10-patroni.yml"
 SECRETS_FILE = "90-secrets.yml"
+PGPASS_FILE = "pgpass"  # written by Patroni (replication and rewind credentials) in the member's config dir
 
 # Failover timings (seconds). Patroni refuses ttl < 20; loop_wait + 2 * retry_timeout must stay below ttl
-# so a leader that cannot reach etcd demotes itself before its lease can pass to another member.
+# so a leader that cannot reach etcd demotes itself before its lease can pass to another member. loop_wait 1
+# (not 2): 1 + 2 * 9 = 19 leaves that race a second of margin instead of none, and a partitioned leader's
+# lease is noticed a second sooner (partition drills: writes back in ttl + 5 s, issue 13).
 TTL = 20
-LOOP_WAIT = 2
+LOOP_WAIT = 1
 RETRY_TIMEOUT = 9
 MAXIMUM_LAG_ON_FAILOVER = 1024 * 1024  # bytes a replica may trail and still be promoted
+# etcd losing its quorum does not stop the database: a leader that still reaches every member of its group
+# (REST API) keeps leading; without it every leader demotes until etcd heals (issue 13's drills measured both).
+FAILSAFE_MODE = True
+
+# Citus's own connections between nodes. A peer behind a partition drops packets instead of refusing them:
+# without these a statement waits for the kernel's retransmissions (~15 min) and every distributed write
+# piles up behind it (drilled: no write for 2 min after one worker leader was cut off). With them a statement
+# touching an unreachable node fails after 5 s and the rest carry on. Kept apart from sslmode, which TLS owns.
+NODE_CONNINFO_TIMEOUTS = "tcp_user_timeout=5000"
+NODE_CONNECTION_TIMEOUT_MS = 5000  # citus.node_connection_timeout (default 30 s): dialling a node that is cut off
 
 
 def patroni_config(plan: Plan, member: Member) -> dict[str, Any]:
     """The member's Patroni settings without credentials."""
     config = plan.config
+    local = split_parameters(postgres_parameters(plan))[0]
+    tls = TlsPaths(member.tls_dir)
     return {
         "scope": plan.scope,
         "name": member.name,
         "namespace": "/service/",
         "log": {"level": "INFO"},
-        "restapi": {"listen": member.api.bind, "connect_address": member.api.address},
-        "etcd3": {"hosts": [e.client.address for e in plan.etcd]},
+        "restapi": {"listen": member.api.bind, "connect_address": member.api.address, **restapi_tls(member)},
+        "ctl": {"insecure": False, "cacert": tls.ca, "certfile": tls.cert, "keyfile": tls.key},
+        # etcd admits only clients with a certificate of the cluster CA: the member's own (clientAuth) one.
+        "etcd3": {
+            "hosts": [e.client.address for e in plan.etcd],
+            "protocol": "https",
+            "cacert": tls.ca,
+            "cert": tls.cert,
+            "key": tls.key,
+        },
         "citus": {"group": member.group, "database": config.citus.database},
         "bootstrap": {
-            "dcs": {
-                "ttl": TTL,
-                "loop_wait": LOOP_WAIT,
-                "retry_timeout": RETRY_TIMEOUT,
-                "maximum_lag_on_failover": MAXIMUM_LAG_ON_FAILOVER,
-                "synchronous_mode": "quorum" if plan.synchronous(member.group) else False,
-                "postgresql": {"use_pg_rewind": True, "use_slots": True},
-            },
+            "dcs": dcs_config(plan, member.group),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
         },
         "postgresql": {
@@ -51,22 +70,49 @@ def patroni_config(plan: Plan, member: Member) -> dict[str, Any]:
             "connect_address": member.postgres.address,
             "data_dir": member.data_dir,
             "bin_dir": plan.bin_dir,
-            "pgpass": f"{member.config_dir}/pgpass",
+            "pgpass": f"{member.config_dir}/{PGPASS_FILE}",
             # A new replica copies its leader at once instead of waiting for a spread checkpoint (minutes).
             "basebackup": [{"checkpoint": "fast"}],
+            # Replication, pg_rewind and Patroni's own connections verify the other end like any client.
             "authentication": {
-                "superuser": {"username": SUPERUSER},
-                "replication": {"username": REPLICATION_USER},
+                "superuser": {"username": SUPERUSER, **client_tls(member)},
+                "replication": {"username": REPLICATION_USER, **client_tls(member)},
             },
-            "parameters": postgres_parameters(plan),
+            "parameters": {**local, **archive_parameters(plan, member), **tls_parameters(member)},
             "pg_hba": pg_hba(plan),
+            **patroni_postgresql(plan, member),  # backups: archive, replicas from the repository
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
     }
 
 
+def dcs_config(plan: Plan, group: int) -> dict[str, Any]:
+    """Group `group`'s dynamic configuration: written to etcd when the group bootstraps, and what provisioning
+    PATCHes into Patroni's /config on a running cluster so a changed value applies there too."""
+    return {
+        "ttl": TTL,
+        "loop_wait": LOOP_WAIT,
+        "retry_timeout": RETRY_TIMEOUT,
+        "failsafe_mode": FAILSAFE_MODE,
+        "maximum_lag_on_failover": MAXIMUM_LAG_ON_FAILOVER,
+        "synchronous_mode": "quorum" if plan.synchronous(group) else False,
+        "postgresql": {
+            "use_pg_rewind": True,
+            "use_slots": True,
+            "parameters": split_parameters(postgres_parameters(plan))[1],
+        },
+    }
+
+
+def split_parameters(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(member-file settings, DCS-only settings): Patroni ignores the latter in a member's own file."""
+    local = {k: v for k, v in parameters.items() if k not in DCS_PARAMETERS}
+    return local, {k: v for k, v in parameters.items() if k in DCS_PARAMETERS}
+
+
 def postgres_parameters(plan: Plan) -> dict[str, Any]:
-    """Settings every member runs with: the product's defaults, then the user's passthrough on top."""
+    """Settings every member runs with: the product's defaults, then the user's passthrough on top (both
+    DCS-only and member settings; split_parameters says where each goes)."""
     config = plan.config
     return {
         "password_encryption": "scram-sha-256",
@@ -76,18 +122,51 @@ def postgres_parameters(plan: Plan) -> dict[str, Any]:
         "max_wal_senders": 10,
         "max_replication_slots": 10,
         "citus.shard_count": config.citus.shard_count,
+        "citus.node_connection_timeout": NODE_CONNECTION_TIMEOUT_MS,
         **config.postgresql.parameters,
     }
 
 
+def restapi_tls(member: Member) -> dict[str, Any]:
+    """Patroni's REST API over HTTPS only; unsafe endpoints still need restapi.authentication (basic auth)."""
+    tls = TlsPaths(member.tls_dir)
+    return {"certfile": tls.cert, "keyfile": tls.key, "cafile": tls.ca}
+
+
+def client_tls(member: Member) -> dict[str, str]:
+    """libpq settings for connections a member makes to other members (replication, rewind, Patroni)."""
+    return {"sslmode": SSLMODE, "sslrootcert": TlsPaths(member.tls_dir).ca}
+
+
+def tls_parameters(member: Member) -> dict[str, Any]:
+    """Server TLS with the member's certificate, and Citus dialling other nodes verified the same way.
+
+    Applied after the user's passthrough: these are what every DSN and pg_hba rule rely on."""
+    tls = TlsPaths(member.tls_dir)
+    conninfo = " ".join([*(f"{k}={v}" for k, v in client_tls(member).items()), NODE_CONNINFO_TIMEOUTS])
+    return {
+        "ssl": "on",
+        "ssl_cert_file": tls.cert,
+        "ssl_key_file": tls.key,
+        "ssl_ca_file": tls.ca,
+        "ssl_min_protocol_version": "TLSv1.2",
+        "citus.node_conninfo": conninfo,
+    }
+
+
 def pg_hba(plan: Plan) -> list[str]:
-    """Password (SCRAM) access from the cluster network only; the OS user postgres via the local socket."""
+    """SCRAM over TLS from the cluster network only; anything without TLS refused; the OS user postgres via
+    the local socket. (`all` does not match replication connections in pg_hba, hence their own reject.)"""
     cidr = plan.allowed_cidr
     return [
         f"local all {SUPERUSER} peer",
         "local all all scram-sha-256",
-        f"host replication {REPLICATION_USER} {cidr} scram-sha-256",
-        f"host all all {cidr} scram-sha-256",
+        "hostnossl all all 0.0.0.0/0 reject",
+        "hostnossl all all ::/0 reject",
+        "hostnossl replication all 0.0.0.0/0 reject",
+        "hostnossl replication all ::/0 reject",
+        f"hostssl replication {REPLICATION_USER} {cidr} scram-sha-256",
+        f"hostssl all all {cidr} scram-sha-256",
     ]
 
 

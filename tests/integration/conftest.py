@@ -83,9 +83,14 @@ def shared_harness() -> Iterator[Harness]:
 @pytest.fixture
 def harness(shared_harness: Harness) -> Iterator[Harness]:
     """The shared cluster, put back after the test as it was before (see the module docstring)."""
-    before = Snapshot.take(shared_harness)
-    yield shared_harness
-    before.restore(shared_harness)
+    yield from kept_clean(shared_harness)
+
+
+def kept_clean(cluster: Harness) -> Iterator[Harness]:
+    """Yield `cluster` to one test and put back afterwards what the test changed; for any shared harness."""
+    before = Snapshot.take(cluster)
+    yield cluster
+    before.restore(cluster)
 
 
 # What a test may add and the fixture removes, by pg_class.relkind, in drop order (views before their tables).

@@ -7,13 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cluster import tls
 from cluster.config import load_config
-from cluster.plan import build_plan
+from cluster.plan import DockerLayout, Plan, build_plan
 from cluster.render import render_haproxy, render_patroni, render_patroni_secrets
 from cluster.secrets import Passwords
 from tests.support.patroni_check import validate_patroni_dir
@@ -31,6 +33,28 @@ CONFIGS = {
     "pg15": {"versions": {"postgres": 15, "postgis": "3.3"}},
 }
 haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+@dataclass(frozen=True)
+class CheckLayout(DockerLayout):
+    """The Docker layout with the TLS files under a directory of this machine, so the programs that check the
+    rendered files can open the certificates those files name (everything else stays the containers')."""
+
+    tls_root: str = ""
+
+    def tls_dir(self, name: str) -> str:
+        return f"{self.tls_root}/{name}"
+
+
+def docker_plan_with_certificates(raw: dict, root: Path) -> Plan:
+    """The Docker plan of `raw`, with real certificates (cluster/tls.py) written where it says they are."""
+    plan = build_plan(load_config(raw).config, CheckLayout(tls_root=str(root)))
+    authority = tls.new_authority(plan.scope)
+    for identity in tls.identities(plan):
+        for path, (text, _) in tls.files_for(identity, authority.cert, tls.issue(authority, identity)).items():
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+    return plan
 needs_haproxy = pytest.mark.skipif(not os.path.exists(haproxy), reason="haproxy is not installed (.ci/run installs it)")
 
 
@@ -38,7 +62,7 @@ needs_haproxy = pytest.mark.skipif(not os.path.exists(haproxy), reason="haproxy 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_haproxy_accepts_rendered_config(name: str, tmp_path: Path) -> None:
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(render_haproxy(build_plan(load_config(CONFIGS[name]).config)))
+    cfg.write_text(render_haproxy(docker_plan_with_certificates(CONFIGS[name], tmp_path / "tls")))
     result = subprocess.run(
         [haproxy, "-c", "-f", str(cfg)],
         capture_output=True,
@@ -53,7 +77,7 @@ def test_haproxy_accepts_rendered_config(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_patroni_validator_accepts_every_member(name: str, tmp_path: Path) -> None:
-    plan = build_plan(load_config(CONFIGS[name]).config)
+    plan = docker_plan_with_certificates(CONFIGS[name], tmp_path / "tls")
     cluster_hosts = {m.name for m in plan.members} | {e.name for e in plan.etcd}
     for member in plan.members:
         directory = tmp_path / member.name
@@ -85,7 +109,10 @@ def test_render_cli_on_the_dev_stack(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert [g["group"] for g in plan["groups"]] == [0, 1, 2, 3]
-    assert plan["outputs"]["rw_dsn"] == "postgresql://postgres:REDACTED@127.0.0.1:5432/citus"
+    ca = build_plan(load_config({}).config).client_ca_file
+    assert plan["outputs"]["admin_dsn"] == (
+        f"postgresql://postgres:REDACTED@127.0.0.1:5432/citus?sslmode=verify-full&sslrootcert={ca}"
+    )
     assert (tmp_path / "Dockerfile").read_text().startswith("# Rendered by citus-cluster")
     assert len(list(tmp_path.glob("patroni/*/10-patroni.yml"))) == 8
     assert not list(tmp_path.rglob("90-secrets.yml")), "render must never write credentials"

@@ -9,7 +9,7 @@ import pytest
 
 from cluster.config import load_config
 from cluster.plan import build_plan
-from cluster.render import image_spec, render_patroni
+from cluster.render import image_spec, render_patroni, render_pgbackrest
 from tests.unit.pulumi_mocks import Deployment, deploy
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -42,9 +42,10 @@ def test_dev_stack_declares_exactly_these_resources(dev: Deployment) -> None:
         "Image": 1,
         "RemoteImage": 2,
         "RandomPassword": 5,
-        "Volume": 8 + 3,
+        "Volume": 8 + 3 + 1,  # + the backup repository
         "Container": 8 + 3 + 1,
         "Provisioning": 1,  # dynamic resources, each under its own type
+        "Certificates": 1,  # the stack's CA and per-process certificates, kept in the state
         "WorkerGroup": 3,  # one registration per worker group
     }
 
@@ -52,7 +53,7 @@ def test_dev_stack_declares_exactly_these_resources(dev: Deployment) -> None:
 def test_large_stack_scales_members_volumes_and_containers(large: Deployment) -> None:
     # 3 coordinators + 4 worker groups x 3 = 15 database members.
     counts = type_counts(large)
-    assert counts["Volume"] == 15 + 3
+    assert counts["Volume"] == 15 + 3 + 1
     assert counts["Container"] == 15 + 3 + 1
     assert counts["Network"] == 1 and counts["Image"] == 1
 
@@ -69,14 +70,16 @@ def test_every_container_is_on_the_cluster_network(which: str, request: pytest.F
 
 @pytest.mark.parametrize("which", ["dev", "large"])
 def test_every_database_member_has_its_own_volume(which: str, request: pytest.FixtureRequest) -> None:
+    """Data volumes are private; the one backup repository volume is mounted by every database member."""
     d: Deployment = request.getfixturevalue(which)
     mounts = [(c.name, v["volumeName"]) for c in d.of_type("Container") for v in c.inputs.get("volumes", [])]
-    volumes = [name for _, name in mounts]
-    assert len(volumes) == len(set(volumes)), "a volume is mounted by two containers"
-    assert set(volumes) == {v.inputs["name"] for v in d.of_type("Volume")}
+    volumes = [name for _, name in mounts if name != "citus-backups"]
+    assert len(volumes) == len(set(volumes)), "a data volume is mounted by two containers"
+    assert set(volumes) | {"citus-backups"} == {v.inputs["name"] for v in d.of_type("Volume")}
     members = [c for c in d.of_type("Container") if "-coordinator-" in c.name or "-worker" in c.name]
     for member in members:
-        assert [v["containerPath"] for v in member.inputs["volumes"]] == ["/var/lib/postgresql/data"]
+        paths = {v["volumeName"]: v["containerPath"] for v in member.inputs["volumes"]}
+        assert paths == {f"{member.name}-data": "/var/lib/postgresql/data", "citus-backups": "/var/lib/pgbackrest"}
 
 
 def test_no_port_is_published_beyond_loopback_by_default(dev: Deployment) -> None:
@@ -92,15 +95,19 @@ def test_public_bind_only_when_opted_in(tmp_path: Path) -> None:
     d = deploy({"ports": {"bindAddress": "0.0.0.0", "allowPublicBind": True}}, tmp_path)
     ips = {p["ip"] for c in d.of_type("Container") for p in c.inputs.get("ports", [])}
     assert ips == {"0.0.0.0"}
-    assert d.outputs["haproxy_stats_url"] == "http://127.0.0.1:7000/"
+    assert d.outputs["haproxy_stats_url"] == "https://127.0.0.1:7000/"
 
 
-def test_dsn_outputs_are_secret_and_other_outputs_are_plain(dev: Deployment) -> None:
-    assert dev.secret_outputs == {"rw_dsn", "ro_dsn", "app_dsn"}
-    assert dev.outputs["app_dsn"] == "postgresql://app:generated-appPassword@127.0.0.1:5432/citus"
-    assert dev.outputs["rw_dsn"].endswith("@127.0.0.1:5432/citus")
-    assert dev.outputs["ro_dsn"].endswith("@127.0.0.1:5433/citus")
-    assert dev.outputs["haproxy_stats_url"] == "http://127.0.0.1:7000/"
+def test_dsn_outputs_and_the_stats_password_are_secret_and_other_outputs_are_plain(dev: Deployment) -> None:
+    assert dev.secret_outputs == {"admin_dsn", "app_dsn", "app_ro_dsn", "haproxy_stats_password"}
+    ca = build_plan(load_config({}).config).client_ca_file
+    tls = f"?sslmode=verify-full&sslrootcert={ca}"
+    assert dev.outputs["app_dsn"] == f"postgresql://app:generated-appPassword@127.0.0.1:5432/citus{tls}"
+    assert dev.outputs["app_ro_dsn"] == f"postgresql://app:generated-appPassword@127.0.0.1:5433/citus{tls}"
+    assert dev.outputs["admin_dsn"] == f"postgresql://postgres:generated-superuserPassword@127.0.0.1:5432/citus{tls}"
+    assert dev.outputs["haproxy_stats_password"] == "generated-statsPassword"
+    assert dev.outputs["haproxy_stats_url"] == "https://127.0.0.1:7000/"
+    assert dev.outputs["ca_cert"].startswith("-----BEGIN CERTIFICATE-----")
     assert [n["name"] for n in dev.outputs["nodes"] if n["intended"] == "leader"] == [
         "citus-coordinator-0",
         "citus-worker1-0",
@@ -121,24 +128,26 @@ def plain_text(value: object) -> str:
 
 
 def test_passwords_appear_in_inputs_only_as_secrets(tmp_path: Path) -> None:
-    d = deploy({}, tmp_path, secrets={"superuserPassword": "Supplied-Pw-1"})
+    d = deploy({}, tmp_path, secrets={"superuserPassword": "Supplied-Password-1"})
     carriers = 0
     for registration in d.registrations:
         for key, value in registration.inputs.items():
-            assert "Supplied-Pw-1" not in plain_text(value), f"{registration.name}.{key}"
+            assert "Supplied-Password-1" not in plain_text(value), f"{registration.name}.{key}"
             assert "generated-" not in plain_text(value), f"{registration.name}.{key}"
+            assert "PRIVATE KEY" not in plain_text(value), f"{registration.name}.{key}"
             carriers += is_secret(value) and key != "__provider"  # Pulumi keeps dynamic providers secret
-    # 8 members carry the secrets file, HAProxy the stats password in its environment, the 4 dynamic
-    # resources (provisioning + 3 worker groups) the DSNs they connect with.
-    assert carriers == 8 + 1 + 4
+    # 8 members carry the secrets file and their TLS key, HAProxy the stats password in its environment and its
+    # TLS key in its uploads, the 3 etcd members their TLS key, the 4 dynamic resources (provisioning + 3 worker
+    # groups) the DSNs they connect with.
+    assert carriers == 8 + 2 + 3 + 4
     assert is_secret(d.named("citus-haproxy").inputs["envs"])
 
 
 def test_supplied_secret_password_is_used_and_not_generated(tmp_path: Path) -> None:
-    d = deploy({}, tmp_path, secrets={"superuserPassword": "s3cr3t/pw"})
+    d = deploy({}, tmp_path, secrets={"superuserPassword": "s3cr3t/pw-long-enough"})
     assert "superuserPassword" not in {r.name for r in d.of_type("RandomPassword")}
-    assert "postgres:s3cr3t%2Fpw@" in d.outputs["rw_dsn"]
-    assert "rw_dsn" in d.secret_outputs
+    assert "postgres:s3cr3t%2Fpw-long-enough@" in d.outputs["admin_dsn"]
+    assert "admin_dsn" in d.secret_outputs
 
 
 def test_haproxy_depends_on_every_database_member(dev: Deployment) -> None:
@@ -166,6 +175,31 @@ def test_member_uploads_are_the_rendered_patroni_files(dev: Deployment) -> None:
     uploads = container.inputs["uploads"]["value"]
     assert uploads[0] == {"file": "/etc/patroni/10-patroni.yml", "content": render_patroni(plan, member)}
     assert uploads[1]["file"] == "/etc/patroni/90-secrets.yml"
+    # Only the database user (uid 999 in the image) may read the credentials.
+    assert (uploads[1]["owner"], uploads[1]["group"], uploads[1]["permissions"]) == ("999", "999", "0600")
+    assert uploads[2] == {"file": "/etc/patroni/pgbackrest.conf", "content": render_pgbackrest(plan, member)}
+
+
+def test_s3_repository_has_no_volume_and_its_keys_reach_members_only_as_secrets(tmp_path: Path) -> None:
+    s3 = {"backups": {"repository": {"type": "s3", "s3": {"endpoint": "minio.example:9000", "bucket": "pg-backups"}}}}
+    d = deploy(s3, tmp_path, secrets={"backupS3Key": "AKIAEXAMPLE", "backupS3KeySecret": "very-secret-key"})
+    assert "citus-backups" not in {v.inputs["name"] for v in d.of_type("Volume")}
+    keys = {"backupS3Key": "k", "backupS3KeySecret": "s"}
+    plan = build_plan(load_config({**s3, **keys}, secret_keys=keys).config)
+    member = d.named(plan.members[0].name)
+    assert is_secret(member.inputs["envs"])
+    assert "very-secret-key" not in plain_text(member.inputs["uploads"])
+    conf = render_pgbackrest(plan, plan.members[0])
+    assert "repo1-type=s3" in conf and "repo1-s3-bucket=pg-backups" in conf and "AKIA" not in conf
+
+
+def test_backups_off_declares_no_repository_and_uploads_no_pgbackrest_config(tmp_path: Path) -> None:
+    d = deploy({"backups": {"enabled": False}}, tmp_path)
+    assert "citus-backups" not in {v.inputs["name"] for v in d.of_type("Volume")}
+    member = d.named(build_plan(load_config({}).config).members[0].name)
+    files = [u["file"] for u in member.inputs["uploads"]["value"]]
+    assert files[:2] == ["/etc/patroni/10-patroni.yml", "/etc/patroni/90-secrets.yml"]
+    assert not [f for f in files if "pgbackrest" in f]  # the rest are the member's TLS files
 
 
 def test_image_version_change_replaces_containers_not_volumes(tmp_path: Path, dev: Deployment) -> None:
@@ -185,7 +219,7 @@ def test_volumes_are_retained_on_destroy_only_when_configured(tmp_path: Path, de
     kept = deploy(
         {"storage": {"retainOnDestroy": True}},
         tmp_path,
-        secrets={"superuserPassword": "a", "replicationPassword": "b"},
+        secrets={"superuserPassword": "a" * 16, "replicationPassword": "b" * 16},
     )
     assert all(v.retain_on_delete for v in kept.of_type("Volume"))
 
@@ -246,9 +280,10 @@ def test_migrations_are_handed_over_with_their_checksums(dev: Deployment) -> Non
 
 
 def test_any_node_dsn_is_exported_as_a_secret_only_when_configured(dev: Deployment, tmp_path: Path) -> None:
-    assert "any_node_dsn" not in dev.outputs
+    assert "app_any_node_dsn" not in dev.outputs
     with_any = deploy({"ports": {"anyNode": 5434}}, tmp_path)
-    assert "any_node_dsn" in with_any.secret_outputs
-    assert with_any.outputs["any_node_dsn"].endswith("@127.0.0.1:5434/citus")
+    assert "app_any_node_dsn" in with_any.secret_outputs
+    assert with_any.outputs["app_any_node_dsn"].startswith("postgresql://app:")
+    assert "@127.0.0.1:5434/citus?sslmode=verify-full&" in with_any.outputs["app_any_node_dsn"]
     haproxy = next(c for c in with_any.of_type("Container") if c.name.endswith("haproxy"))
     assert 5434 in {int(p["external"]) for p in haproxy.inputs["ports"]}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from cluster.config import load_config
+from cluster.config.models import DCS_PARAMETERS, MANAGED_PARAMETERS
 from cluster.config.versions import citus_image_tag
 from cluster.plan import LocalLayout, PortBook, build_plan, ports_needed
 from cluster.render import (
@@ -69,11 +71,16 @@ def test_patroni_config_is_citus_mode_with_network_limited_scram_access() -> Non
     assert doc["scope"] == "citus" and doc["name"] == "citus-worker2-1"
     assert doc["etcd3"]["hosts"] == ["citus-etcd-0:2379", "citus-etcd-1:2379", "citus-etcd-2:2379"]
     hba = doc["postgresql"]["pg_hba"]
-    assert all(line.endswith(("scram-sha-256", "peer")) for line in hba)
-    assert [line for line in hba if line.startswith("host")] == [
-        "host replication replicator 10.77.0.0/24 scram-sha-256",
-        "host all all 10.77.0.0/24 scram-sha-256",
+    assert all(line.endswith(("scram-sha-256", "peer", "reject")) for line in hba)
+    # Every TCP rule that admits anyone needs TLS; anything without TLS, from anywhere, is refused.
+    assert [line for line in hba if line.startswith("hostssl")] == [
+        "hostssl replication replicator 10.77.0.0/24 scram-sha-256",
+        "hostssl all all 10.77.0.0/24 scram-sha-256",
     ]
+    assert {line for line in hba if line.startswith("hostnossl")} == {
+        f"hostnossl {db} all {net} reject" for db in ("all", "replication") for net in ("0.0.0.0/0", "::/0")
+    }
+    assert not [line for line in hba if line.startswith("host ")]
     assert doc["bootstrap"]["dcs"]["ttl"] >= 20
     dcs = doc["bootstrap"]["dcs"]
     assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] <= dcs["ttl"]
@@ -90,10 +97,21 @@ def test_rendered_patroni_files_hold_no_password_and_secrets_file_holds_them() -
 
 
 def test_user_parameters_pass_through_over_defaults() -> None:
-    plan = plan_for({"postgresql": {"parameters": {"work_mem": "64MB", "max_connections": 300}}})
-    params = yaml.safe_load(render_patroni(plan, plan.members[0]))["postgresql"]["parameters"]
-    assert params["work_mem"] == "64MB" and params["max_connections"] == 300
-    assert params["citus.shard_count"] == 32
+    plan = plan_for({"postgresql": {"parameters": {" Work_Mem ": "64MB", "MAX_CONNECTIONS": 300}}})
+    rendered = yaml.safe_load(render_patroni(plan, plan.members[0]))
+    params = rendered["postgresql"]["parameters"]
+    assert params["work_mem"] == "64MB" and params["citus.shard_count"] == 32
+    # Patroni drops DCS-only settings from a member's file: they go where it reads them.
+    dcs = rendered["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    assert dcs["max_connections"] == 300 and "max_connections" not in params
+    assert dcs["max_wal_senders"] == 10 and dcs["wal_log_hints"] == "on"
+
+
+def test_dcs_parameters_match_patronis_own_list() -> None:
+    """Patroni's CMDLINE_OPTIONS (settings it takes from the DCS only) minus those the plan owns."""
+    config_module = pytest.importorskip("patroni.postgresql.config")
+    patroni_only = {name.lower() for name in config_module.ConfigHandler.CMDLINE_OPTIONS}
+    assert patroni_only - set(MANAGED_PARAMETERS) == DCS_PARAMETERS
 
 
 def test_haproxy_routes_by_patroni_health_checks() -> None:
@@ -133,8 +151,8 @@ def test_etcd_command_lists_every_peer() -> None:
     argv = etcd_command(plan, plan.etcd[1])
     assert "--name=citus-etcd-1" in argv
     assert (
-        "--initial-cluster=citus-etcd-0=http://citus-etcd-0:2380,citus-etcd-1=http://citus-etcd-1:2380,"
-        "citus-etcd-2=http://citus-etcd-2:2380"
+        "--initial-cluster=citus-etcd-0=https://citus-etcd-0:2380,citus-etcd-1=https://citus-etcd-1:2380,"
+        "citus-etcd-2=https://citus-etcd-2:2380"
     ) in argv
 
 
@@ -163,4 +181,4 @@ def test_any_node_listener_spreads_over_every_member_checked_for_leadership() ->
         m.name for m in plan.members
     ]
     assert plan.balancer.published["any-node"] == 5434
-    assert plan.dsn("any-node", "pw").endswith("@127.0.0.1:5434/citus")
+    assert "@127.0.0.1:5434/citus?sslmode=verify-full&" in plan.dsn("any-node", "pw")

@@ -66,6 +66,10 @@ def test_stack_mode_reads_passwords_from_the_outputs(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(targets, "pulumi_outputs", lambda _stack: outputs)
     target = targets.stack_target("dev")
     assert target.rw_dsn == outputs["rw_dsn"] and target.app_password == "a%b"
+    assert target.stats_url == "https://127.0.0.1:7000/" and target.stats_password == ""  # a stack from before #15
+    outputs[targets.STATS_PASSWORD_OUTPUT] = "st/ats"
+    assert targets.stack_target("dev").stats_password == "st/ats"
+    assert "st/ats" not in repr(targets.stack_target("dev"))
     assert {m.host for m in target.members} == {m.name for m in plan.members}  # dev stack: container names
 
 
@@ -101,7 +105,7 @@ def test_unhealthy_check_exits_1_listing_problems(
 def test_manual_mode_needs_the_app_password_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr(targets, "member_identity", lambda url: ("c0", "127.0.0.1", 5432))
+    monkeypatch.setattr(targets, "member_identity", lambda url, ca_file: ("c0", "127.0.0.1", 5432))
     monkeypatch.delenv("CITUS_APP_PASSWORD", raising=False)
     argv = ["provision", "--dsn", "postgresql://postgres:pw@127.0.0.1:5432/citus", "--patroni", "0=http://h:8008"]
     assert main(argv) == 2

@@ -1,0 +1,235 @@
+"""Backups of a whole Citus cluster with pgBackRest, and restore points every group agrees on.
+
+One stanza per Citus group; each group's current primary is backed up into its stanza, then the coordinator
+runs `citus_create_restore_point(name)`, which writes the same named WAL record on every node while distributed
+commits are blocked, so every group restored to that name holds the same set of distributed transactions. The
+names (and when they were made) are also kept in a small coordinator table, written just before the point, so a
+restored cluster still knows its own points and `--to-time` can resolve a time to the latest point before it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import psycopg
+
+from cluster.backup.runner import BackupError, Runner
+from cluster.plan import Member, Plan
+from cluster.provision.health import check
+from cluster.provision.target import ClusterTarget
+from cluster.render import pgbackrest
+
+__all__ = ["BackupError", "BackupScope", "RestorePoint", "archive_health", "create_backup", "create_restore_point",
+           "ensure_stanzas", "list_backups", "restore_points"]
+log = logging.getLogger("cluster.backup")
+
+POINTS_TABLE = "citus_cluster_restore_points"
+POINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+BackupKind = Literal["full", "diff", "incr"]
+BACKUP_TIMEOUT = 3600.0
+ARCHIVE_WAIT = 60.0
+
+
+@dataclass(frozen=True)
+class BackupScope:
+    """A cluster as the backup commands see it: its plan (stanzas, config paths), how to reach it (DSNs, Patroni)
+    and where pgBackRest runs (the runner)."""
+
+    plan: Plan
+    target: ClusterTarget
+    runner: Runner
+
+    def member(self, name: str) -> Member:
+        return next(m for m in self.plan.members if m.name == name)
+
+    def leaders(self) -> dict[int, Member]:
+        """Each group's current primary; refuses while any group has none (nothing to back up from)."""
+        report = check(self.target)
+        missing = [g for g in self.target.groups if g not in report.leaders]
+        if missing:
+            raise BackupError(f"groups {missing} have no primary right now: " + "; ".join(report.problems)
+                              + ". Check with `python -m cluster provision --check` and retry.")
+        return {g: self.member(name) for g, name in sorted(report.leaders.items())}
+
+    def pgbackrest(self, member: Member, *args: str, timeout: float = 300.0) -> str:
+        return self.runner.run(member, pgbackrest.command(self.plan, member, *args), timeout)
+
+    def member_dsn(self, member: Member) -> str:
+        return next(t.dsn for t in self.target.members if t.name == member.name)
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    name: str
+    created_at: datetime
+
+    def summary(self) -> dict[str, str]:
+        return {"name": self.name, "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    group: int
+    label: str
+    kind: str
+    started: datetime
+    stopped: datetime
+    size: int  # database size
+    repo_size: int  # what the repository holds for it (compressed; a differential only its changes)
+
+    def summary(self) -> dict[str, Any]:
+        return {"group": self.group, "label": self.label, "type": self.kind, "started": self.started.isoformat(),
+                "seconds": round((self.stopped - self.started).total_seconds(), 1), "size": self.size,
+                "repo_size": self.repo_size}
+
+
+@dataclass
+class BackupResult:
+    kind: str
+    point: RestorePoint
+    seconds: dict[int, float] = field(default_factory=dict)  # group -> backup wall time
+    backups: list[BackupInfo] = field(default_factory=list)
+
+
+def ensure_stanzas(scope: BackupScope) -> list[str]:
+    """`stanza-create` for every group from its primary; pgBackRest makes it a no-op where the stanza exists."""
+    created = []
+    for group, leader in scope.leaders().items():
+        scope.pgbackrest(leader, "stanza-create", timeout=120)
+        created.append(pgbackrest.stanza(scope.plan, group))
+    return created
+
+
+def create_backup(scope: BackupScope, kind: BackupKind = "full", point: str | None = None) -> BackupResult:
+    """Back up every group's primary (one group at a time: each saturates a core), then make a restore point."""
+    name = point or default_point_name("backup")
+    _check_point_name(scope, name)
+    ensure_stanzas(scope)
+    seconds = {}
+    for group, leader in scope.leaders().items():
+        started = time.monotonic()
+        log.info("group %s: %s backup from %s", group, kind, leader.name)
+        scope.pgbackrest(leader, f"--type={kind}", "backup", timeout=BACKUP_TIMEOUT)
+        seconds[group] = round(time.monotonic() - started, 2)
+    made = create_restore_point(scope, name)
+    latest = [max(infos, key=lambda b: b.stopped) for infos in list_backups(scope).values() if infos]
+    return BackupResult(kind, made, seconds, latest)
+
+
+def default_point_name(prefix: str) -> str:
+    return f"{prefix}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}"
+
+
+def _check_point_name(scope: BackupScope, name: str) -> None:
+    if not POINT_NAME.match(name):
+        raise BackupError(f"restore point name {name!r}: use letters, digits and _ . : - (at most 63 characters), "
+                          "starting with a letter or digit")
+    if any(p.name == name for p in restore_points(scope.target)):
+        raise BackupError(f"restore point {name!r} exists already: recovery stops at the first record of a name, "
+                          "so a second one could never be reached. Choose another name.")
+
+
+def create_restore_point(scope: BackupScope, name: str | None = None) -> RestorePoint:
+    """A cluster-wide consistent point: recorded, created on every node by Citus, and archived from every group
+    before returning (a point still in an unarchived WAL segment could not be restored to)."""
+    name = name or default_point_name("point")
+    _check_point_name(scope, name)
+    leaders = scope.leaders()
+    with psycopg.connect(scope.target.rw_dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {POINTS_TABLE} (name text PRIMARY KEY, "
+                     "created_at timestamptz NOT NULL)")
+        row = conn.execute(f"INSERT INTO {POINTS_TABLE} VALUES (%s, clock_timestamp()) RETURNING created_at",
+                           (name,)).fetchone()
+        conn.execute("SELECT citus_create_restore_point(%s)", (name,))
+    assert row is not None
+    for leader in leaders.values():
+        _archive_current_segment(scope, leader)
+    log.info("restore point %s created and archived on groups %s", name, sorted(leaders))
+    return RestorePoint(name, row[0])
+
+
+def _archive_current_segment(scope: BackupScope, member: Member, timeout: float = ARCHIVE_WAIT) -> None:
+    """Close the WAL segment holding the point and wait until the archiver has shipped it."""
+    with psycopg.connect(scope.member_dsn(member), autocommit=True, connect_timeout=5) as conn:
+        (segment,) = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()  # type: ignore[misc]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            (archived,) = conn.execute("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver").fetchone()  # type: ignore[misc]
+            if archived[:24] >= segment:
+                return
+            time.sleep(0.5)
+    raise BackupError(f"{member.name}: WAL segment {segment} was not archived within {timeout:.0f} s, so the "
+                      "restore point is not in the repository yet. See `python -m cluster provision --check` "
+                      "(archive health) and the PostgreSQL log of that member.")
+
+
+def restore_points(target: ClusterTarget) -> list[RestorePoint]:
+    """The points recorded on the coordinator, oldest first (none before the first backup)."""
+    with psycopg.connect(target.rw_dsn, autocommit=True, connect_timeout=5) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (POINTS_TABLE,)).fetchone() == (None,):
+            return []
+        rows = conn.execute(f"SELECT name, created_at FROM {POINTS_TABLE} ORDER BY created_at").fetchall()
+    return [RestorePoint(name, created) for name, created in rows]
+
+
+def list_backups(scope: BackupScope) -> dict[int, list[BackupInfo]]:
+    """Every group's backups in the repository. `info` reads only the repository, so it runs with any member's
+    config, even while the whole group is down (which is when a restore needs it)."""
+    result: dict[int, list[BackupInfo]] = {}
+    for group, members in enumerate(scope.plan.groups):
+        info = json.loads(scope.pgbackrest(members[0], "--output=json", "info", timeout=60) or "[]")
+        result[group] = [_backup_info(group, b) for stanza in info for b in stanza.get("backup", [])]
+    return result
+
+
+def _backup_info(group: int, raw: dict[str, Any]) -> BackupInfo:
+    stamp = raw["timestamp"]
+    return BackupInfo(
+        group=group,
+        label=raw["label"],
+        kind=raw["type"],
+        started=datetime.fromtimestamp(stamp["start"], UTC),
+        stopped=datetime.fromtimestamp(stamp["stop"], UTC),
+        size=int(raw["info"]["size"]),
+        repo_size=int(raw["info"]["repository"]["delta"]),
+    )
+
+
+@dataclass(frozen=True)
+class ArchiveState:
+    member: str
+    group: int
+    archived_count: int
+    failed_count: int
+    last_archived_wal: str | None
+    last_archived_age: float | None  # seconds since the last successful archive
+    last_failed_wal: str | None
+    failing: bool  # the latest attempt failed (a failure newer than the last success)
+
+    def summary(self) -> dict[str, Any]:
+        return {"member": self.member, "group": self.group, "archived": self.archived_count,
+                "failed": self.failed_count, "last_archived_wal": self.last_archived_wal,
+                "last_archived_age_s": None if self.last_archived_age is None else round(self.last_archived_age, 1),
+                "last_failed_wal": self.last_failed_wal, "failing": self.failing}
+
+
+def archive_health(target: ClusterTarget, leaders: dict[int, str]) -> list[ArchiveState]:
+    """pg_stat_archiver of every group's primary (standbys do not archive)."""
+    states = []
+    for group, name in sorted(leaders.items()):
+        dsn = next(m.dsn for m in target.members if m.name == name)
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT archived_count, failed_count, last_archived_wal, "
+                "extract(epoch FROM now() - last_archived_time)::float8, last_failed_wal, "
+                "coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false) "
+                "FROM pg_stat_archiver").fetchone()
+        assert row is not None
+        states.append(ArchiveState(name, group, *row))
+    return states

@@ -1,0 +1,223 @@
+"""Database roles: the application role's least privilege, and every role password brought to what the stack
+says (rotation) without a plaintext password ever reaching the server.
+
+Passwords go over as SCRAM verifiers computed here (cluster.provision.scram), in a session whose statement
+logging is off, and only when the stored verifier does not already accept the wanted password, so a re-run
+changes nothing. The superuser and replication roles exist once per Citus group (each group is its own
+PostgreSQL cluster), so they are set on every group's leader; the application role is created on the
+coordinator and Citus propagates it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from cluster.plan import REPLICATION_USER, SUPERUSER
+from cluster.provision import citus
+from cluster.provision.citus import ProvisionError
+from cluster.provision.migrations import SETTINGS_TABLE, TABLE
+from cluster.provision.scram import scram_verifier, verifies
+from cluster.provision.target import ClusterTarget, MemberTarget
+
+log = logging.getLogger("cluster.provision")
+
+# Tables the application never writes: the project's bookkeeping (what ran, with which settings). Tables that
+# belong to an extension (PostGIS's spatial_ref_sys and views) are left out by catalog, whatever their name.
+BOOKKEEPING_TABLES = (TABLE, SETTINGS_TABLE)
+APP_TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+
+# Session settings under which role DDL is never logged, whatever the server's logging (Patroni does the same
+# around its own role DDL). Custom placeholders (pg_stat_statements, pgaudit) are harmless when not loaded.
+QUIET = {
+    "log_statement": "none",
+    "log_min_duration_statement": "-1",
+    "log_min_duration_sample": "-1",
+    "log_transaction_sample_rate": "0",
+    "log_min_error_statement": "panic",
+    "debug_print_parse": "off",
+    "debug_print_rewritten": "off",
+    "debug_print_plan": "off",
+    "pg_stat_statements.track_utility": "off",
+    "pgaudit.log": "none",
+}
+
+
+@contextmanager
+def unlogged(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Run role DDL with statement logging off for this session only, then put the session back."""
+    for name, value in QUIET.items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+    try:
+        yield conn
+    finally:
+        for name in QUIET:
+            conn.execute(sql.SQL("RESET {}").format(sql.Identifier(*name.split("."))))
+
+
+def stored_verifier(conn: psycopg.Connection, role: str) -> str | None:
+    row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
+    return None if row is None else row[0]
+
+
+def set_password(conn: psycopg.Connection, role: str, password: str, *, propagate: bool = True) -> bool:
+    """Make `role` log in with `password` (creating it as a login role if missing); False when it already did.
+
+    `propagate=False` keeps Citus from forwarding the statement: roles that exist per group are set on each
+    group's leader instead.
+    """
+    current = stored_verifier(conn, role)
+    if current is not None and verifies(current, password):
+        return False
+    verb = "CREATE" if current is None and not _exists(conn, role) else "ALTER"
+    statement = sql.SQL(f"{verb} ROLE {{}} LOGIN PASSWORD {{}}").format(
+        sql.Identifier(role), sql.Literal(scram_verifier(password)))
+    with unlogged(conn), conn.transaction():
+        if not propagate:
+            conn.execute("SET LOCAL citus.enable_alter_role_propagation = off")
+        conn.execute(statement)
+    log.info("role %s: password set", role)
+    return True
+
+
+def _exists(conn: psycopg.Connection, role: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def ensure_app_role(conn: psycopg.Connection, target: ClusterTarget) -> list[str]:
+    """The application role: its password, and DML on exactly the schema's own tables; returns those tables.
+
+    Run after every migration batch, so tables added later are granted too; the bookkeeping tables and
+    extension tables are revoked (earlier versions granted ALL TABLES) and never granted.
+    """
+    role = sql.Identifier(target.app_user)
+    set_password(conn, target.app_user, target.app_password)
+    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(target.database), role))
+    conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+        sql.Identifier(target.database), role))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+    for table in _relations(conn, ("r", "p", "v", "m", "f"), app=False):
+        conn.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(sql.Identifier(table), role))
+    tables = _relations(conn, ("r", "p", "v"), app=True)
+    for table in tables:
+        conn.execute(sql.SQL(f"GRANT {APP_TABLE_PRIVILEGES} ON TABLE {{}} TO {{}}").format(
+            sql.Identifier(table), role))
+    for sequence in _relations(conn, ("S",), app=True):
+        conn.execute(sql.SQL("GRANT USAGE, SELECT ON SEQUENCE {} TO {}").format(sql.Identifier(sequence), role))
+    return tables
+
+
+def _relations(conn: psycopg.Connection, kinds: Sequence[str], *, app: bool) -> list[str]:
+    """Relations of schema public of `kinds`: the application's own (app=True), or the ones it must not write
+    (app=False: bookkeeping and extension members). Citus shards are not in the coordinator's catalog view."""
+    rows = conn.execute(
+        "SELECT c.relname, c.relname = ANY(%s) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = "
+        "'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') FROM pg_class c "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = ANY(%s) ORDER BY c.relname",
+        (list(BOOKKEEPING_TABLES), list(kinds)),
+    ).fetchall()
+    return [name for name, reserved in rows if reserved != app]
+
+
+def group_leaders(target: ClusterTarget, leaders: dict[int, str]) -> list[MemberTarget]:
+    return [m for m in target.members if leaders.get(m.group) == m.name]
+
+
+def sync_group_roles(target: ClusterTarget, leaders: dict[int, str], superuser_dsn_password: str) -> list[str]:
+    """Superuser and replication passwords on every group's leader, and the superuser's password where Citus
+    keeps it for node-to-node connections (pg_dist_authinfo); returns what changed.
+
+    `superuser_dsn_password` is the password that logs in now (the previous one while rotating it).
+    """
+    changed = []
+    for member in group_leaders(target, leaders):
+        with citus.connect(with_password(member.dsn, superuser_dsn_password)) as conn:
+            if set_password(conn, SUPERUSER, target.superuser_password, propagate=False):
+                changed.append(f"group {member.group}: {SUPERUSER} password")
+            if target.replication_password and set_password(
+                conn, REPLICATION_USER, target.replication_password, propagate=False
+            ):
+                changed.append(f"group {member.group}: {REPLICATION_USER} password")
+            if set_authinfo_password(conn, SUPERUSER, target.superuser_password):
+                changed.append(f"group {member.group}: pg_dist_authinfo for {SUPERUSER}")
+    return changed
+
+
+def sync_app_authinfo(target: ClusterTarget, leaders: dict[int, str]) -> list[str]:
+    """The application role's password where Citus looks for it on every group's leader (after the role was
+    created and propagated: pg_dist_authinfo refuses a row for a role that does not exist)."""
+    changed = []
+    for member in group_leaders(target, leaders):
+        with citus.connect(member.dsn) as conn:
+            if _exists(conn, target.app_user) and set_authinfo_password(
+                conn, target.app_user, target.app_password, add=True
+            ):
+                changed.append(f"group {member.group}: pg_dist_authinfo for {target.app_user}")
+    return changed
+
+
+def set_authinfo_password(conn: psycopg.Connection, role: str, password: str, add: bool = False) -> bool:
+    """Replace the password in `role`'s pg_dist_authinfo rows (Patroni writes the superuser's at bootstrap),
+    keeping their other settings (sslcert, sslkey, ...); False when there is nothing to change.
+
+    `add` creates the row for every node (nodeid 0) when there is none: Citus opens its node-to-node connections
+    as the role that runs the query, and with SCRAM everywhere the application role needs its password there
+    too (the catalog is readable by superusers only).
+    """
+    if not _has_authinfo(conn):
+        return False
+    rows = conn.execute("SELECT nodeid, authinfo FROM pg_dist_authinfo WHERE rolename = %s", (role,)).fetchall()
+    if not rows and add:
+        with unlogged(conn):
+            conn.execute("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, %s, %s) "
+                         "ON CONFLICT DO NOTHING", (role, make_conninfo(password=password)))
+        return True
+    changed = False
+    for nodeid, authinfo in rows:
+        params = conninfo_to_dict(authinfo)
+        if params.get("password") == password:
+            continue
+        params["password"] = password
+        with unlogged(conn):
+            conn.execute("UPDATE pg_dist_authinfo SET authinfo = %s WHERE nodeid = %s AND rolename = %s",
+                         (make_conninfo(**params), nodeid, role))
+        changed = True
+    return changed
+
+
+def _has_authinfo(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('pg_catalog.pg_dist_authinfo') IS NOT NULL").fetchone() == (True,)
+
+
+def with_password(dsn: str, password: str) -> str:
+    """`dsn` with its password replaced (the URL form the target carries)."""
+    parts = urlsplit(dsn)
+    user_host = parts.netloc.rsplit("@", 1)
+    user = user_host[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{user_host[-1]}"))
+
+
+def login_password(target: ClusterTarget, previous: Sequence[str]) -> str:
+    """The superuser password the cluster accepts now: the configured one, else one it replaces (rotation).
+
+    When the cluster cannot be reached at all the configured one is returned: the health wait that follows
+    says what is wrong.
+    """
+    for password in (target.superuser_password, *previous):
+        try:
+            with psycopg.connect(with_password(target.rw_dsn, password), connect_timeout=5):
+                return password
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" not in str(exc):
+                return target.superuser_password
+    raise ProvisionError(
+        f"the cluster refuses the configured superuser password{' and the previous one' if previous else ''}: "
+        "expected one of them to log in through the read-write port. Set superuserPassword back to the password "
+        "the cluster has (then change it again), or reset it on the members by hand."
+    )
