@@ -31,6 +31,11 @@ MAXIMUM_LAG_ON_FAILOVER = 1024 * 1024  # bytes a replica may trail and still be 
 # etcd losing its quorum does not stop the database: a leader that still reaches every member of its group
 # (REST API) keeps leading; without it every leader demotes until etcd heals (issue 13's drills measured both).
 FAILSAFE_MODE = True
+# How long a demoting primary may take to stop before Patroni kills it (Patroni's default: forever). Citus's
+# maintenance daemon ignores the shutdown request while it waits for a synchronous standby to confirm a
+# commit; when that standby is behind a partition, the old leader hung in "Demoting self (offline)" and never
+# rejoined (partition drill, coordinator leader cut off). One ttl: past it another member leads anyway.
+PRIMARY_STOP_TIMEOUT = TTL
 
 # Citus's own connections between nodes. A peer behind a partition drops packets instead of refusing them:
 # without these a statement waits for the kernel's retransmissions (~15 min) and every distributed write
@@ -94,6 +99,7 @@ def dcs_config(plan: Plan, group: int) -> dict[str, Any]:
         "loop_wait": LOOP_WAIT,
         "retry_timeout": RETRY_TIMEOUT,
         "failsafe_mode": FAILSAFE_MODE,
+        "primary_stop_timeout": PRIMARY_STOP_TIMEOUT,
         "maximum_lag_on_failover": MAXIMUM_LAG_ON_FAILOVER,
         "synchronous_mode": "quorum" if plan.synchronous(group) else False,
         "postgresql": {

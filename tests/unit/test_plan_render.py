@@ -84,6 +84,8 @@ def test_patroni_config_is_citus_mode_with_network_limited_scram_access() -> Non
     assert doc["bootstrap"]["dcs"]["ttl"] >= 20
     dcs = doc["bootstrap"]["dcs"]
     assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] <= dcs["ttl"]
+    # A demoting primary stuck behind a partitioned synchronous standby is stopped within one lease.
+    assert 0 < dcs["primary_stop_timeout"] <= dcs["ttl"]
 
 
 def test_rendered_patroni_files_hold_no_password_and_secrets_file_holds_them() -> None:
