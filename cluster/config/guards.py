@@ -119,8 +119,11 @@ def memory_kb(name: str, value: ParameterValue) -> float | None:
 def memory_problems(config: ClusterConfig) -> list[tuple[str, str]]:
     """A database container must hold shared memory plus working room, or the kernel kills it under load:
     shared_buffers at most half of resources.database.memoryMb, and shared memory + one sort + one maintenance
-    job within the limit."""
-    params = config.postgresql.parameters
+    job within the limit. Checks what the members will run: the user's values over those derived from the
+    config (cluster.tuning), PostgreSQL's defaults for the rest."""
+    from cluster.tuning import effective_parameters  # tuning reads the models, as this module does
+
+    params = effective_parameters(config)
     kb = {name: (memory_kb(name, params[name]) if name in params else None) or DEFAULT_MEMORY_KB[name]
           for name in MEMORY_SETTINGS_KB}
     limit_mb = config.resources.database.memory_mb

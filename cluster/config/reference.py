@@ -21,6 +21,7 @@ from cluster.config.models import MANAGED_PARAMETERS, ClusterConfig
 from cluster.config.sources import PROJECT, project_root
 from cluster.config.versions import CITUS_RELEASES, POSTGIS_RELEASES
 from cluster.secrets import PASSWORD_KEYS
+from cluster.tuning import REASONS, derived_parameters
 
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
@@ -107,6 +108,9 @@ def render_reference() -> str:
     postgis = ", ".join(f"{line} (PostgreSQL {min(pg)}–{max(pg)})" for line, pg in POSTGIS_RELEASES.items())
     managed = "\n".join(f"- `{name}`: set by {owner}" for name, owner in MANAGED_PARAMETERS.items())
     passwords = "\n".join(f"- `{key}`" for key in PASSWORD_KEYS)
+    defaults = derived_parameters(ClusterConfig())
+    derived = "\n".join(f"- `{name}` (`{defaults[name]}` with the defaults above): {why}."
+                        for name, why in REASONS.items())
     return "\n".join(
         [
             "Set a key with `pulumi config set --path <key> <value>` (for example",
@@ -126,6 +130,12 @@ def render_reference() -> str:
             "`postgresql.parameters` refuses the settings the plan owns:",
             "",
             managed,
+            "",
+            "Derived from the config (`cluster/tuning.py`), each overridden by the same name in",
+            "`postgresql.parameters` (the user's value always wins; none of these is refused). A worker's CPUs are",
+            "`resources.database.cpus`, counted as 1 when unset (members then share a host of unknown size):",
+            "",
+            derived,
         ]
     )
 

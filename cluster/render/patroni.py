@@ -15,6 +15,7 @@ from cluster.plan import REPLICATION_USER, RESTAPI_USER, SSLMODE, SUPERUSER, Mem
 from cluster.render.pgbackrest import archive_parameters, patroni_postgresql
 from cluster.secrets import Passwords
 from cluster.tls import TlsPaths
+from cluster.tuning import derived_parameters
 
 CONFIG_FILE = "10-patroni.yml"
 SECRETS_FILE = "90-secrets.yml"
@@ -117,8 +118,9 @@ def split_parameters(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[s
 
 
 def postgres_parameters(plan: Plan) -> dict[str, Any]:
-    """Settings every member runs with: the product's defaults, then the user's passthrough on top (both
-    DCS-only and member settings; split_parameters says where each goes)."""
+    """Settings every member runs with: the product's fixed defaults, then the settings derived from the config
+    (cluster.tuning: executor pool, JIT, parallelism, memory), then the user's passthrough on top, which always
+    wins (both DCS-only and member settings; split_parameters says where each goes)."""
     config = plan.config
     return {
         "password_encryption": "scram-sha-256",
@@ -129,6 +131,7 @@ def postgres_parameters(plan: Plan) -> dict[str, Any]:
         "max_replication_slots": 10,
         "citus.shard_count": config.citus.shard_count,
         "citus.node_connection_timeout": NODE_CONNECTION_TIMEOUT_MS,
+        **derived_parameters(config),
         **config.postgresql.parameters,
     }
 
