@@ -15,8 +15,8 @@ Its nodes have new addresses, so pg_dist_node is brought to the new leaders and 
 In place, the same bootstrap runs on the cluster itself: every member stops, every data directory is moved aside
 (kept, not deleted: whatever was written after the point is still there), each group's keys in etcd are deleted
 (so Patroni bootstraps the group instead of waiting for a leader it knew), and the members start again. The
-restored primaries promote onto a new timeline and archive into the same repository; pgBackRest keeps the
-timelines apart, so the backups and points before the restore stay usable.
+restored primaries promote onto a new timeline (PostgreSQL picks one the archive does not hold yet) and archive
+into the same repository, next to the old timeline's WAL.
 
 Both ways each group starts from the latest backup that ended before the point (pgBackRest would take the
 latest one, which may lie past the point), and the other members clone the new leader with pg_basebackup (a
