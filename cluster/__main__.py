@@ -8,6 +8,7 @@ python -m cluster ca --stack dev [--out ca.crt] [--service-file pg_service.conf]
 python -m cluster status --stack dev | --harness /tmp/c1 [--json] [--watch 2]
 python -m cluster backup create|point|list|check --harness /tmp/c1 | --stack dev
 python -m cluster restore --harness /tmp/c1 --to-point NAME --target-harness /tmp/c2
+python -m cluster restore --harness /tmp/c1 --to-point NAME --in-place [--yes]
 """
 
 from __future__ import annotations

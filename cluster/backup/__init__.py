@@ -117,6 +117,9 @@ def create_backup(scope: BackupScope, kind: BackupKind = "full", point: str | No
         log.info("group %s: %s backup from %s", group, kind, leader.name)
         scope.pgbackrest(leader, f"--type={kind}", "backup", timeout=BACKUP_TIMEOUT)
         seconds[group] = round(time.monotonic() - started, 2)
+    # pgBackRest records whole seconds: a point in the next second is unmistakably after every backup above
+    # (a restore picks, per group, the latest backup that ended before its point).
+    time.sleep(1 - time.time() % 1)
     made = create_restore_point(scope, name)
     latest = [max(infos, key=lambda b: b.stopped) for infos in list_backups(scope).values() if infos]
     return BackupResult(kind, made, seconds, latest)

@@ -11,7 +11,11 @@ Where the cluster is: --stack NAME (pgBackRest runs in the member containers thr
                                                          or a restore point), from cron or left looping
   restore --harness DIR (--to-point NAME | --to-time TS) --target-harness NEW_DIR
                                                          every group restored to the same point, as a new
-                                                         local cluster under Patroni
+                                                         local cluster under Patroni (the source keeps running)
+  restore --harness DIR (--to-point NAME | --to-time TS) --in-place [--yes]
+                                                         the cluster at DIR itself back to the point, after
+                                                         confirmation (--yes, or type DIR's name); its old data
+                                                         directories are moved aside, never deleted
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from cluster.backup import (
     BackupScope,
@@ -35,6 +40,7 @@ from cluster.backup import (
 from cluster.backup.runner import BackupError, DockerRunner, LocalRunner
 from cluster.config import load_config
 from cluster.config.sources import read_stack_file, stack_file
+from cluster.errors import ClusterError, UsageError
 from cluster.plan import build_plan
 from cluster.provision.target import resolve_target
 
@@ -65,8 +71,13 @@ def add_parsers(commands: Any) -> None:
     to.add_argument("--to-point", metavar="NAME")
     to.add_argument("--to-time", metavar="TIMESTAMP", type=datetime.fromisoformat,
                     help="ISO 8601 with a zone, e.g. 2026-11-26T13:00:00+00:00: the latest point at or before it")
-    restore.add_argument("--target-harness", type=Path, required=True, metavar="NEW_DIR",
+    # Exactly one of the two, checked in run_restore so the refusal says what each does (argparse would not).
+    restore.add_argument("--target-harness", type=Path, metavar="NEW_DIR",
                          help="a new directory for the restored cluster (the source keeps running)")
+    restore.add_argument("--in-place", action="store_true",
+                         help="restore the cluster at --harness DIR itself: every member stops, the data "
+                              "directories are moved aside (kept), every group bootstraps from the repository")
+    restore.add_argument("--yes", action="store_true", help="confirm --in-place without the prompt")
     restore.add_argument("--json", action="store_true")
     restore.set_defaults(handler=run_restore)
 
@@ -129,11 +140,66 @@ def _check(scope: BackupScope, as_json: bool) -> int:
     return 0 if not problems else 1
 
 
-def run_restore(args: argparse.Namespace) -> int:
-    from cluster.backup.restore import restore_into_harness
+def restore_mode(args: argparse.Namespace) -> str:
+    """"in-place" or "new": exactly one of --in-place and --target-harness, --yes only with --in-place."""
+    if args.in_place and args.target_harness is not None:
+        raise UsageError("--in-place and --target-harness exclude each other: --in-place restores the cluster at "
+                         "--harness DIR itself, --target-harness NEW_DIR makes a new cluster and leaves the source "
+                         "running. Give one of them.")
+    if not args.in_place and args.target_harness is None:
+        raise UsageError("restore needs where to restore: --target-harness NEW_DIR (a new local cluster; the source "
+                         "keeps running) or --in-place (the cluster at --harness DIR itself, after confirmation).")
+    if args.yes and not args.in_place:
+        raise UsageError("--yes confirms an in-place restore; --target-harness changes nothing of the source, so "
+                         "there is nothing to confirm: drop --yes (or restore --in-place).")
+    return "in-place" if args.in_place else "new"
 
+
+def ask_on_stderr(prompt: str) -> str:
+    """The prompt on stderr (stdout carries the report, --json included), the answer from stdin ("" at EOF)."""
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline()
+
+
+def confirmation(harness: Path, yes: bool, stdin: TextIO | None = None,
+                 ask: Callable[[str], str] | None = None) -> Callable[[str], None]:
+    """What an in-place restore calls with its plan before changing anything: with --yes it only shows it;
+    otherwise a person at a terminal types the harness directory's name. Refused up front (before the cluster
+    is even read) when nobody can answer: stdin is not a terminal and --yes is absent."""
+    name = harness.resolve().name
+
+    def show(plan: str) -> None:
+        print(plan, file=sys.stderr)
+
+    if yes:
+        return show
+    if not (stdin or sys.stdin).isatty():
+        raise UsageError(f"restore --in-place replaces the data of the running cluster at {harness}, and stdin is "
+                         "not a terminal to confirm it on: add --yes to confirm. Nothing was changed.")
+
+    def confirm(plan: str) -> None:
+        show(plan)
+        prompt = f"Type the harness directory's name ({name}) to restore it in place: "
+        try:
+            answer = (ask or ask_on_stderr)(prompt).strip()
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if answer not in (name, str(harness), str(harness.resolve())):
+            raise ClusterError(f"not confirmed ({answer!r} is not {name!r}): nothing was changed.")
+
+    return confirm
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from cluster.backup.restore import restore_in_place, restore_into_harness
+
+    mode = restore_mode(args)
+    confirm = confirmation(args.harness, args.yes) if mode == "in-place" else None
     logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)
-    report = restore_into_harness(args.harness, args.target_harness, point=args.to_point, at=args.to_time)
+    if mode == "in-place":
+        report = restore_in_place(args.harness, point=args.to_point, at=args.to_time, confirm=confirm)
+    else:
+        report = restore_into_harness(args.harness, args.target_harness, point=args.to_point, at=args.to_time)
     print(json.dumps(report.summary(), indent=2, default=str) if args.json else format_state(report.summary()))
     return 0
 

@@ -1,4 +1,4 @@
-"""Restore every group of a cluster to the same restore point, as a new cluster under Patroni.
+"""Restore every group of a cluster to the same restore point, under Patroni: as a new cluster, or in place.
 
 How: each group's first member bootstraps through Patroni's custom bootstrap (`bootstrap.method: pgbackrest`):
 Patroni runs `pgbackrest restore` into the empty data directory, starts PostgreSQL with recovery_target_name
@@ -11,14 +11,26 @@ behind Patroni's back would race its own start-up and replica logic.
 The restored cluster archives into its own repository (a rehearsal must never write into the repository of the
 cluster it rehearses for); it reads the source repository only through --repo1-path in the bootstrap command.
 Its nodes have new addresses, so pg_dist_node is brought to the new leaders and rows of old members go.
+
+In place, the same bootstrap runs on the cluster itself: every member stops, every data directory is moved aside
+(kept, not deleted: whatever was written after the point is still there), each group's keys in etcd are deleted
+(so Patroni bootstraps the group instead of waiting for a leader it knew), and the members start again. The
+restored primaries promote onto a new timeline (PostgreSQL picks one the archive does not hold yet) and archive
+into the same repository, next to the old timeline's WAL.
+
+Both ways each group starts from the latest backup that ended before the point (pgBackRest would take the
+latest one, which may lie past the point), and the other members clone the new leader with pg_basebackup (a
+standby made from the repository's latest backup could hold writes of the timeline the restore leaves).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +39,7 @@ from psycopg import sql
 
 from cluster.backup import BackupInfo, BackupScope, RestorePoint, list_backups, restore_points
 from cluster.backup.runner import BackupError, LocalRunner
+from cluster.errors import ClusterError
 from cluster.local.harness import Harness
 from cluster.provision import citus
 from cluster.provision.health import check, wait_healthy
@@ -44,11 +57,24 @@ class RestoreReport:
     nodes: list[dict[str, object]] = field(default_factory=list)
     row_counts: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    backup_sets: dict[int, str] = field(default_factory=dict)  # group -> the backup it was restored from
+    moved_aside: dict[str, str] = field(default_factory=dict)  # in place: member -> its old data directory
 
     def summary(self) -> dict[str, Any]:
-        return {"point": self.point.summary(), "directory": self.directory, "seconds": round(self.seconds, 1),
-                "pg_dist_node": self.nodes, "row_counts": self.row_counts,
-                "problems": self.problems or "none: every group's leader is its pg_dist_node primary"}
+        summary = {"point": self.point.summary(), "directory": self.directory, "seconds": round(self.seconds, 1),
+                   "backup_sets": self.backup_sets}
+        if self.moved_aside:
+            summary["moved_aside"] = self.moved_aside
+        return summary | {"pg_dist_node": self.nodes, "row_counts": self.row_counts,
+                          "problems": self.problems or "none: every group's leader is its pg_dist_node primary"}
+
+
+@dataclass(frozen=True)
+class RestoreChoice:
+    """What a restore starts from, settled before anything is touched: the point, and per group the backup."""
+
+    point: RestorePoint
+    backup_sets: dict[int, str]
 
 
 def resolve_point(points: list[RestorePoint], name: str | None, at: datetime | None) -> RestorePoint:
@@ -69,45 +95,124 @@ def resolve_point(points: list[RestorePoint], name: str | None, at: datetime | N
 
 
 def require_point_on_every_group(backups: dict[int, list[BackupInfo]], groups: list[int],
-                                 point: RestorePoint) -> None:
-    """A group can reach the point only from a backup that ended before it (WAL replay then runs up to the
-    point); a group added later, or whose backups all expired, cannot, and restoring the others alone would
-    give a cluster that is not consistent."""
-    missing = [g for g in groups
-               if not any(b.stopped.replace(microsecond=0) <= point.created_at for b in backups.get(g, []))]
+                                 point: RestorePoint) -> dict[int, str]:
+    """Per group, the backup to restore from: the latest that ended before the point (WAL replay then runs up
+    to it). A group added later, or whose backups all expired, has none, and restoring the others alone would
+    give a cluster that is not consistent: refused.
+
+    pgBackRest keeps whole seconds, so a backup that stopped in the point's own second may have ended just
+    after it; one from an earlier second is preferred (create_backup makes its point in the next second)."""
+    second = point.created_at.replace(microsecond=0)
+    chosen: dict[int, str] = {}
+    for group in groups:
+        usable = [b for b in backups.get(group, []) if b.stopped.replace(microsecond=0) <= second]
+        earlier = [b for b in usable if b.stopped.replace(microsecond=0) < second]
+        if earlier or usable:
+            chosen[group] = max(earlier or usable, key=lambda b: (b.stopped, b.label)).label
+    missing = [g for g in groups if g not in chosen]
     if missing:
         raise BackupError(f"restore point {point.name!r} ({point.created_at.isoformat()}) does not exist on every "
                           f"group: groups {missing} have no backup that ended before it. Nothing was restored; "
                           "choose a later point (`python -m cluster backup list`).")
+    return chosen
+
+
+def choose(source: Harness, point: str | None, at: datetime | None) -> RestoreChoice:
+    """The point (by name or time) and each group's backup, read from the running source cluster."""
+    scope = BackupScope(source.plan, source.target, LocalRunner(str(source.base_dir)))
+    chosen = resolve_point(restore_points(source.target), point, at)
+    return RestoreChoice(chosen, require_point_on_every_group(list_backups(scope), source.target.groups, chosen))
+
+
+def bootstrap_at(harness: Harness, repo: str, choice: RestoreChoice) -> None:
+    """Patroni settings for the next start of `harness`: each group's first member bootstraps from its backup
+    at the point, the other members clone it with pg_basebackup."""
+    for member in harness.plan.members:
+        if member.index == 0:
+            harness.patroni_overrides[member.name] = {"bootstrap": pgbackrest.bootstrap_from_backup(
+                harness.plan, member, repo, choice.point.name, choice.backup_sets[member.group])}
+        else:
+            harness.patroni_overrides[member.name] = {"postgresql": {"create_replica_methods": ["basebackup"]}}
+
+
+def settle(harness: Harness, choice: RestoreChoice, started: float) -> RestoreReport:
+    """After the restored cluster is up: its files as rendered again (a later bootstrap of it must not restore
+    again), pg_dist_node brought to the leaders, and what it holds."""
+    harness.patroni_overrides.clear()
+    harness.write_files()
+    harness.save()
+    report = RestoreReport(choice.point, str(harness.base_dir), 0.0, backup_sets=choice.backup_sets)
+    report.nodes, report.problems = reregister(harness.target)
+    report.seconds = time.monotonic() - started
+    report.row_counts = row_counts(harness.target.rw_dsn)
+    return report
 
 
 def restore_into_harness(source_dir: Path, new_dir: Path, point: str | None = None,
                          at: datetime | None = None, timeout: float = 900.0) -> RestoreReport:
     """Restore the local cluster at `source_dir` to one point, as a new local cluster at `new_dir`."""
     source = Harness.load(source_dir)
-    scope = BackupScope(source.plan, source.target, LocalRunner(str(source_dir)))
-    chosen = resolve_point(restore_points(source.target), point, at)
-    require_point_on_every_group(list_backups(scope), source.target.groups, chosen)
+    choice = choose(source, point, at)
     if new_dir.exists() and any(new_dir.iterdir()):
         raise BackupError(f"--target-harness {new_dir} is not empty: give a new directory")
     started = time.monotonic()
     restored = Harness.create(source.config, new_dir, citus=source.citus)
     restored.passwords = source.passwords  # the restored catalogs hold the source's role passwords
-    repo = pgbackrest.repo_path(source.plan)
-    for group in restored.plan.groups:
-        first = group[0]
-        restored.patroni_overrides[first.name] = {
-            "bootstrap": pgbackrest.bootstrap_from_backup(restored.plan, first, repo, chosen.name)}
-    log.info("restoring %d groups to %s into %s", len(restored.plan.groups), chosen.name, new_dir)
+    bootstrap_at(restored, pgbackrest.repo_path(source.plan), choice)
+    log.info("restoring %d groups to %s into %s", len(restored.plan.groups), choice.point.name, new_dir)
     restored.up(timeout)
-    restored.patroni_overrides.clear()  # a later bootstrap of this cluster must not restore again
-    restored.write_files()
-    restored.save()
-    report = RestoreReport(chosen, str(new_dir), 0.0)
-    report.nodes, report.problems = reregister(restored.target)
-    report.seconds = time.monotonic() - started
-    report.row_counts = row_counts(restored.target.rw_dsn)
+    return settle(restored, choice, started)
+
+
+def restore_in_place(harness_dir: Path, point: str | None = None, at: datetime | None = None,
+                     confirm: Callable[[str], None] | None = None, timeout: float = 900.0) -> RestoreReport:
+    """Restore the local cluster at `harness_dir` itself to one point. `confirm` sees what will happen once
+    the point and backups are settled, before anything changes, and raises to stop it."""
+    harness = Harness.load(harness_dir)
+    choice = choose(harness, point, at)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = {m.name: f"{m.data_dir}.before-restore-{stamp}" for m in harness.plan.members
+             if Path(m.data_dir).exists()}
+    if confirm is not None:
+        confirm(in_place_plan(harness, choice, aside))
+    started = time.monotonic()
+    log.info("restoring %s in place to %s: stopping every member", harness_dir, choice.point.name)
+    harness.stop_members([m.name for m in sorted(harness.plan.members, key=lambda m: -m.index)])
+    try:
+        for name, path in aside.items():
+            os.rename(harness.member(name).data_dir, path)
+        for group in range(len(harness.plan.groups)):
+            harness.forget_group(group)
+        bootstrap_at(harness, pgbackrest.repo_path(harness.plan), choice)
+        harness.write_files()
+        log.info("data directories moved aside to <member>/data.before-restore-%s; every group bootstraps "
+                 "from the repository", stamp)
+        harness.start_members(timeout)
+        report = settle(harness, choice, started)
+    except (ClusterError, OSError) as exc:
+        kept = "; ".join(f"{n}: {p}" for n, p in aside.items())
+        raise BackupError(f"in-place restore of {harness_dir} to {choice.point.name!r} failed: {exc}\nNothing "
+                          f"was deleted: the data directories as they were before are kept ({kept}). To go back, "
+                          f"stop the cluster with `python -m cluster local cleanup --dir {harness_dir}` (it keeps "
+                          "the directory; `local down` would delete them) and move each one back to its member's "
+                          "data directory.") from exc
+    report.moved_aside = aside
     return report
+
+
+def in_place_plan(harness: Harness, choice: RestoreChoice, aside: dict[str, str]) -> str:
+    """What an in-place restore will do, for the person confirming it."""
+    point = choice.point
+    sets = ", ".join(f"group {g}: {label}" for g, label in sorted(choice.backup_sets.items()))
+    lines = [f"restore IN PLACE: the cluster at {harness.base_dir} goes back to restore point {point.name!r} "
+             f"({point.created_at.isoformat()}); every write after it leaves the running cluster.",
+             f"  every member stops ({len(harness.plan.members)} in {len(harness.plan.groups)} groups); "
+             "clients get errors until the groups are back",
+             "  data directories moved aside, not deleted:",
+             *(f"    {harness.member(n).data_dir} -> {p}" for n, p in aside.items()),
+             f"  each group's keys in etcd deleted; each group bootstraps from its backup ({sets}) and replays "
+             "the archive up to the point; the other members clone the new leaders"]
+    return "\n".join(lines)
 
 
 def reregister(target: ClusterTarget, timeout: float = 120.0) -> tuple[list[dict[str, object]], list[str]]:

@@ -13,6 +13,7 @@ between hosts; HAProxy and the clients stay in the root namespace on 127.0.0.1.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -49,11 +50,12 @@ from cluster.plan import (
 )
 from cluster.provision import ProvisionResult, provision
 from cluster.provision.migrations import Migration
-from cluster.provision.rest import rest_json, rest_send
+from cluster.provision.rest import post_json, rest_json, rest_send
 from cluster.provision.rest import role as member_role
 from cluster.provision.target import ClusterTarget, target_from_plan
 from cluster.render import SECRETS_FILE, etcd_command, pgbackrest, render_files, render_patroni_secrets
 from cluster.render.haproxy import STATS_PASSWORD_ENV
+from cluster.render.patroni import DCS_NAMESPACE
 from cluster.secrets import Passwords
 from cluster.tls import TlsPaths
 
@@ -517,6 +519,37 @@ class Harness:
     def stop_member(self, name: str) -> None:
         self._stop_proc(name)
 
+    def stop_members(self, names: list[str]) -> None:
+        """Stop several members together (thawed first: a frozen process would sit out SIGTERM until killed)."""
+        for name in names:
+            if name in self.procs:
+                self.thaw_member(name)
+        self._stop_procs(names)
+
+    def start_members(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Start every member as `up` does: each group's first member until it leads, then the others."""
+        self._start_members(list(self.plan.members), timeout)
+        self.save()
+
+    def dcs_prefix(self, group: int) -> str:
+        """Where Patroni keeps group `group`'s keys in etcd: <namespace><scope>/<group>/ in Citus mode (one
+        scope, a directory per group), <namespace><scope>-group<N>/ where each group is a Patroni cluster."""
+        if self.citus:
+            return f"{DCS_NAMESPACE}{self.plan.scope}/{group}/"
+        return f"{DCS_NAMESPACE}{self.plan.scope}-group{group}/"
+
+    def forget_group(self, group: int) -> int:
+        """Delete group `group`'s keys in etcd (leader, initialize, config, members, history, status), as
+        `patronictl remove` does, so its next start bootstraps the group anew. Stop its members first: a
+        running Patroni writes its keys back. Returns how many keys were deleted."""
+        key, end = prefix_range(self.dcs_prefix(group))
+        e = self.plan.etcd[0]
+        tls = TlsPaths(e.tls_dir)  # etcd admits certified clients only: the harness uses the member's own
+        body = {"key": base64.b64encode(key).decode(), "range_end": base64.b64encode(end).decode()}
+        answer = post_json(f"https://{e.client.address}/v3/kv/deleterange", body, ca_file=tls.ca,
+                           client_cert=(tls.cert, tls.key))
+        return int(answer.get("deleted", 0))
+
     def start_member(self, name: str) -> None:
         member = self.member(name)
         self._spawn(self._proc(name, [str(Path(sys.executable).parent / "patroni"), member.config_dir]))
@@ -649,6 +682,12 @@ class Harness:
         if not processes.wait_for(check, timeout, interval=0.3):
             tail = proc.tail() if proc else ""
             raise HarnessError(f"{name}: no {what} after {timeout:.0f} s; last log lines of {name}:\n{tail}")
+
+
+def prefix_range(prefix: str) -> tuple[bytes, bytes]:
+    """etcd's [key, range_end) covering every key that starts with `prefix` (its last byte plus one)."""
+    key = prefix.encode()
+    return key, key[:-1] + bytes([key[-1] + 1])
 
 
 def _reloads_with(url: str, password: str, ca_file: str) -> bool:

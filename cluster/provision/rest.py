@@ -59,3 +59,13 @@ def rest_send(url: str, body: dict[str, Any], auth: tuple[str, str], method: str
         return json.loads(text or b"{}")
     except ValueError:
         return {"answer": text.decode(errors="replace")}
+
+
+def post_json(url: str, body: dict[str, Any], timeout: float = 10.0, ca_file: str | None = None,
+              client_cert: tuple[str, str] | None = None) -> dict[str, Any]:
+    """POST JSON to a REST API that authenticates by client certificate (etcd's JSON gateway, /v3/kv/...)."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    context = tls_context(ca_file, client_cert) if url.startswith("https:") else None
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+        return json.loads(response.read() or b"{}")

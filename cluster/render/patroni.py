@@ -19,6 +19,7 @@ from cluster.tuning import derived_parameters
 
 CONFIG_FILE = "10-patroni.yml"
 SECRETS_FILE = "90-secrets.yml"
+DCS_NAMESPACE = "/service/"  # where every Patroni keeps its keys in etcd: <namespace><scope>/<group>/...
 PGPASS_FILE = "pgpass"  # written by Patroni (replication and rewind credentials) in the member's config dir
 
 # Failover timings (seconds). Patroni refuses ttl < 20; loop_wait + 2 * retry_timeout must stay below ttl
@@ -54,7 +55,7 @@ def patroni_config(plan: Plan, member: Member) -> dict[str, Any]:
     return {
         "scope": plan.scope,
         "name": member.name,
-        "namespace": "/service/",
+        "namespace": DCS_NAMESPACE,
         "log": {"level": "INFO"},
         "restapi": {"listen": member.api.bind, "connect_address": member.api.address, **restapi_tls(member)},
         "ctl": {"insecure": False, "cacert": tls.ca, "certfile": tls.cert, "keyfile": tls.key},

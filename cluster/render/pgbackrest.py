@@ -145,16 +145,21 @@ def archive_parameters(plan: Plan, member: Member) -> dict[str, Any]:
     return {"archive_mode": "on", "archive_command": archive_command(plan, member), "archive_timeout": 60}
 
 
-def bootstrap_from_backup(plan: Plan, member: Member, source_repo: str, point: str) -> dict[str, Any]:
+def bootstrap_from_backup(plan: Plan, member: Member, source_repo: str, point: str,
+                          backup_set: str | None = None) -> dict[str, Any]:
     """Patroni's `bootstrap:` for a cluster restored to restore point `point` from the repository at
     `source_repo`: Patroni runs pgBackRest into the empty data directory, starts PostgreSQL with the recovery
-    target below, waits for the promotion at the point, and only then takes its group's leader key."""
+    target below, waits for the promotion at the point, and only then takes its group's leader key.
+
+    `backup_set` is the backup to start from: for a named target pgBackRest takes the latest backup unless told,
+    and a backup that ended after the point can never replay to it."""
     source = f"--repo1-path={source_repo}"
+    chosen = (f"--set={backup_set}",) if backup_set else ()
     return {
         "method": "pgbackrest",
         "pgbackrest": {
-            "command": into_data_dir(member, command(plan, member, source, "--type=name", f"--target={point}",
-                                                     "restore")),
+            "command": into_data_dir(member, command(plan, member, source, *chosen, "--type=name",
+                                                     f"--target={point}", "restore")),
             "no_params": True,
             "keep_existing_recovery_conf": False,
             "recovery_conf": {

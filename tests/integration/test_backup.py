@@ -28,6 +28,7 @@ from cluster.backup import (
 from cluster.backup.restore import restore_into_harness
 from cluster.backup.runner import BackupError, LocalRunner
 from cluster.local.harness import Harness
+from cluster.provision.health import check as health_check
 from cluster.render import pgbackrest
 from tests.integration.conftest import start_harness
 
@@ -49,6 +50,21 @@ def checksums(dsn: str) -> dict[str, dict[int, tuple[int, str]]]:
             f"SELECT get_shard_id_for_distribution_column('{table}', account), count(*), "
             f"md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} t GROUP BY 1").fetchall()}
             for table in TABLES}
+
+
+def load_rehearsal(dsn: str) -> None:
+    """Accounts and events, distributed and colocated: ACCOUNTS accounts of START_BALANCE, 20000 events."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE rehearsal_accounts (account int PRIMARY KEY, balance bigint NOT NULL)")
+        conn.execute("CREATE TABLE rehearsal_events (id bigserial, xfer bigint NOT NULL, account int NOT NULL, "
+                     "amount int NOT NULL)")
+        conn.execute("SELECT create_distributed_table('rehearsal_accounts', 'account')")
+        conn.execute("SELECT create_distributed_table('rehearsal_events', 'account', "
+                     "colocate_with => 'rehearsal_accounts')")
+        conn.execute("INSERT INTO rehearsal_accounts SELECT g, %s FROM generate_series(1, %s) g",
+                     (START_BALANCE, ACCOUNTS))
+        conn.execute("INSERT INTO rehearsal_events (xfer, account, amount) "
+                     "SELECT 0, 1 + g %% %s, 0 FROM generate_series(1, 20000) g", (ACCOUNTS,))
 
 
 def transfer(conn: psycopg.Connection, rng: random.Random, xfer: int) -> None:
@@ -110,17 +126,7 @@ def test_rehearsed_restore_gives_back_exactly_what_was_committed_before_the_poin
     distributed transaction whole on every group."""
     scope = scope_of(harness)
     rng = random.Random(14)
-    with psycopg.connect(harness.dsn(), autocommit=True) as conn:
-        conn.execute("CREATE TABLE rehearsal_accounts (account int PRIMARY KEY, balance bigint NOT NULL)")
-        conn.execute("CREATE TABLE rehearsal_events (id bigserial, xfer bigint NOT NULL, account int NOT NULL, "
-                     "amount int NOT NULL)")
-        conn.execute("SELECT create_distributed_table('rehearsal_accounts', 'account')")
-        conn.execute("SELECT create_distributed_table('rehearsal_events', 'account', "
-                     "colocate_with => 'rehearsal_accounts')")
-        conn.execute("INSERT INTO rehearsal_accounts SELECT g, %s FROM generate_series(1, %s) g",
-                     (START_BALANCE, ACCOUNTS))
-        conn.execute("INSERT INTO rehearsal_events (xfer, account, amount) "
-                     "SELECT 0, 1 + g %% %s, 0 FROM generate_series(1, 20000) g", (ACCOUNTS,))
+    load_rehearsal(harness.dsn())
     create_backup(scope, "full", point="rehearsal-base")
     with psycopg.connect(harness.dsn(), autocommit=True) as conn:
         for xfer in range(1, 41):
@@ -180,6 +186,83 @@ def test_rehearsed_restore_gives_back_exactly_what_was_committed_before_the_poin
         conn.execute("INSERT INTO rehearsal_events (xfer, account, amount) VALUES (-1, 1, 0)")  # takes writes
     assert [p.name for p in restore_points(harness.target)][-2:] == ["rehearsal-base", point.name]
     assert all(infos for infos in list_backups(scope).values())
+
+
+@pytest.fixture
+def own_harness() -> Iterator[Harness]:
+    """A cluster of its own, stopped and removed afterwards whatever happened (an in-place restore rewinds
+    everything a cluster holds, so it never runs on the shared one)."""
+    cluster = start_harness()
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(
+    own_harness: Harness, capsys: pytest.CaptureFixture
+) -> None:
+    """Back up, write (transfers and a DELETE), make the point; then the mistakes: DELETE everything, more
+    transfers, a backup past the point, a new table. `restore --in-place` gives back exactly what was committed
+    before the point, from the backup before it; pg_dist_node right; the old data directories kept; the cluster
+    takes writes and new restore points afterwards."""
+    h = own_harness
+    scope = scope_of(h)
+    rng = random.Random(15)
+    load_rehearsal(h.dsn())
+    create_backup(scope, "full", point="inplace-base")
+    with psycopg.connect(h.dsn(), autocommit=True) as conn:
+        for xfer in range(1, 41):
+            transfer(conn, rng, xfer)
+        conn.execute("DELETE FROM rehearsal_events WHERE xfer = 0 AND account <= 20")  # replayed too
+    point = create_restore_point(scope, "inplace-point")
+    expected = checksums(h.dsn())  # nothing writes between the point and here
+
+    with psycopg.connect(h.dsn(), autocommit=True) as conn:
+        conn.execute("DELETE FROM rehearsal_events")
+        for xfer in range(41, 61):
+            transfer(conn, rng, xfer)
+    later = create_backup(scope, "full", point="inplace-later")  # the repository's latest backup: past the point
+    with psycopg.connect(h.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE inplace_after (id int)")
+        conn.execute("SELECT create_distributed_table('inplace_after', 'id')")
+        conn.execute("INSERT INTO inplace_after SELECT generate_series(1, 1000)")
+    members = {m.name: Path(m.data_dir) for m in h.plan.members}
+
+    where = ["restore", "--harness", str(h.base_dir), "--in-place"]
+    assert main([*where, "--to-point", "no-such-point", "--yes"]) == 1
+    assert "no restore point 'no-such-point'" in capsys.readouterr().err
+    assert not list(h.base_dir.glob("*/data.before-restore-*"))  # refused before anything was touched
+
+    assert main([*where, "--to-point", point.name, "--yes", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    with capsys.disabled():
+        print(f"\nin-place restore of {len(members)} members to {point.name}: {report['seconds']} s")
+    assert report["point"]["name"] == point.name
+    assert report["problems"].startswith("none"), report["problems"]
+    assert not set(report["backup_sets"].values()) & {b.label for b in later.backups}
+    assert "inplace_after" not in report["row_counts"]
+    assert report["row_counts"]["rehearsal_accounts"] == ACCOUNTS
+
+    assert checksums(h.dsn()) == expected  # row for row, shard by shard
+    assert sorted(report["moved_aside"]) == sorted(members)
+    for name, data in members.items():  # kept, whole; the member runs on a new data directory
+        aside = Path(report["moved_aside"][name])
+        assert aside.parent == data.parent and (aside / "PG_VERSION").exists() and (data / "PG_VERSION").exists()
+    restored = Harness.load(h.base_dir)
+    assert health_check(restored.target).problems == []  # every group: a leader and a streaming replica
+    with psycopg.connect(h.dsn(), autocommit=True) as conn:
+        nodes = conn.execute("SELECT groupid, nodename, nodeport FROM pg_dist_node WHERE noderole = 'primary' "
+                             "ORDER BY groupid").fetchall()
+        assert [(g, f"{host}:{port}") for g, host, port in nodes] == [
+            (g, restored.member(restored.leader(g)).postgres.address) for g in range(len(restored.plan.groups))]
+        conn.execute("SELECT recover_prepared_transactions()")
+        (total,) = conn.execute("SELECT sum(balance) FROM rehearsal_accounts").fetchone()  # type: ignore[misc]
+        assert total == ACCOUNTS * START_BALANCE
+        transfer(conn, rng, 1_000_001)  # takes multi-shard writes
+        assert conn.execute("SELECT count(*) FROM rehearsal_events WHERE xfer = 1000001").fetchone() == (2,)
+    assert [p.name for p in restore_points(h.target)][-2:] == ["inplace-base", point.name]
+    create_restore_point(scope_of(restored), "inplace-after-restore")  # archiving carries on, new timeline
 
 
 def wait_archive(h: Harness, member: str, failing: bool, timeout: float = 90.0) -> None:
