@@ -38,6 +38,7 @@ from cluster.local.certs import plaintext_dsn, without_tls, write_certificates
 from cluster.local.processes import HarnessError, Proc
 from cluster.local.state import STATE_FILE, read_state, write_state
 from cluster.plan import (
+    REPLICATION_USER,
     RESTAPI_USER,
     Host,
     HostNetwork,
@@ -55,7 +56,7 @@ from cluster.provision.rest import role as member_role
 from cluster.provision.target import ClusterTarget, target_from_plan
 from cluster.render import SECRETS_FILE, etcd_command, pgbackrest, render_files, render_patroni_secrets
 from cluster.render.haproxy import STATS_PASSWORD_ENV
-from cluster.render.patroni import DCS_NAMESPACE
+from cluster.render.patroni import DCS_NAMESPACE, PGPASS_FILE
 from cluster.secrets import Passwords
 from cluster.tls import TlsPaths
 
@@ -329,8 +330,13 @@ class Harness:
         """Change credentials on the running cluster as `make up` does after the config changed, with no restart:
         provisioning sets the roles (logging in with the old superuser password, sending SCRAM verifiers) and
         pg_dist_authinfo; then every member's secrets file is rewritten and Patroni reloaded (authenticated with
-        the REST password it still has). Known gap: a replica's WAL receiver that reconnects afterwards does not
-        get the new replication password (tests/integration/test_security.py, strict xfail). A changed stats
+        the REST password it still has).
+
+        After the reload each replica's Patroni sees on its next HA loop that its pgpass no longer matches the
+        replication credentials, rewrites it and reloads PostgreSQL (primary_conninfo itself, which names only
+        the passfile, is unchanged, so the WAL receiver keeps its session). A WAL receiver reads the pgpass when
+        it connects: every later reconnect logs in with the new password. This returns once every replica's
+        pgpass holds it, so a reconnect right after the rotation cannot still find the old one. A changed stats
         password restarts HAProxy (it reads it from its environment): seconds without the balancer."""
         old, self.passwords = self.passwords, new
         target = replace(self.target, rest_password=old.rest_api)
@@ -343,6 +349,12 @@ class Harness:
             url = self.patroni_url(member.name)
             self._wait(member.name, lambda url=url: _reloads_with(url, new.rest_api, self.ca_file), 30,
                        "Patroni to take the new REST API password")
+        for member in self.plan.members:
+            if self.role_of(member.name) == "primary":
+                continue  # a leader's pgpass is rewritten when it next follows someone
+            pgpass = Path(member.config_dir) / PGPASS_FILE
+            self._wait(member.name, lambda pgpass=pgpass: _pgpass_holds(pgpass, REPLICATION_USER, new.replication),
+                       30, "Patroni to write the new replication password into its pgpass")
         if new.stats != old.stats:
             self.stop_haproxy()
             self.start_haproxy()
@@ -699,6 +711,13 @@ def _reloads_with(url: str, password: str, ca_file: str) -> bool:
         if exc.code == 401:
             return False
         raise
+
+
+def _pgpass_holds(path: Path, user: str, password: str) -> bool:
+    """True when every line of Patroni's pgpass for `user` carries `password` (escaped as Patroni writes it)."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    lines = [line for line in path.read_text().splitlines() if f":{user}:" in line]
+    return bool(lines) and all(line.endswith(f":{user}:{escaped}") for line in lines)
 
 
 def _can_query(dsn: str) -> bool:

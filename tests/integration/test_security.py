@@ -178,10 +178,23 @@ def test_rotating_every_database_password_on_a_running_cluster(cluster: Harness)
     _assert_no_password_in_logs(cluster, [*old.as_dict().values(), *new.as_dict().values()])
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: after a replication-password rotation the replicas' WAL "
-                   "receivers do not log in again (Patroni keeps the old password in its pgpass); see issue-12a")
 def test_wal_receivers_log_in_with_the_rotated_replication_password(cluster: Harness) -> None:
-    _assert_replicas_stream_after_reconnecting(cluster)
+    """A replication-password rotation is a reload: PostgreSQL keeps running, the streaming sessions go on, and
+    a WAL receiver that has to connect again (here: its walsender terminated on the leader right after the
+    rotation returned) logs in with the new password at its first attempt."""
+    old = cluster.passwords
+    new = replace(old, replication="re-" + "v" * 20 + "Rotated5")
+    postmasters = {m.name: cluster.postmaster_pid(m.name) for m in cluster.plan.members}
+    started = time.monotonic()
+    cluster.rotate_passwords(new, [*read_migrations(SQL_DIR), *_later_migration()])
+    took = time.monotonic() - started
+    assert {m.name: cluster.postmaster_pid(m.name) for m in cluster.plan.members} == postmasters  # no restart
+    refused_before = _replication_logins_refused(cluster)
+    reconnected = _assert_replicas_stream_after_reconnecting(cluster)
+    print(f"replication-password rotation took {took:.1f} s; every replica streamed again {reconnected:.1f} s "
+          "after its walsender was terminated")
+    assert _replication_logins_refused(cluster) == refused_before  # no WAL receiver tried the old password
+    _assert_replication_role_rotated(cluster, old.replication, new.replication)
 
 
 def _set_system(cluster: Harness, member: str, setting: str, value: str | None) -> None:
@@ -193,15 +206,22 @@ def _set_system(cluster: Harness, member: str, setting: str, value: str | None) 
         conn.execute("SELECT pg_reload_conf()")
 
 
-def _assert_replicas_stream_after_reconnecting(cluster: Harness) -> None:
-    """Every replica streams again after its WAL receiver had to log in anew (it can only with the new
-    password)."""
+def _assert_replicas_stream_after_reconnecting(cluster: Harness) -> float:
+    """Terminate every walsender on every leader (a replica's own pg_terminate_backend cannot stop its WAL
+    receiver: that is an auxiliary process, refused with a warning), then wait until every replica streams again
+    with a new WAL receiver, as PostgreSQL and Patroni see it. Returns the seconds that took."""
     replicas = [m.name for m in cluster.plan.members if cluster.role_of(m.name) != "primary"]
     before = {}
     for name in replicas:
         with psycopg.connect(cluster.member_dsn(name), autocommit=True) as conn:
-            before[name] = conn.execute("SELECT pid FROM pg_stat_wal_receiver").fetchone()[0]
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_wal_receiver")
+            before[name] = conn.execute("SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+                                        ).fetchone()[0]
+    started = time.monotonic()
+    for group in range(len(cluster.plan.groups)):
+        with psycopg.connect(cluster.member_dsn(cluster.leader(group)), autocommit=True) as conn:
+            ended = conn.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_replication "
+                                 "WHERE usename = %s", (REPLICATION_USER,)).fetchone()[0]
+        assert ended == len(cluster.plan.groups[group]) - 1, (group, ended)
     deadline, streaming = time.monotonic() + 60, set()
     while time.monotonic() < deadline and streaming != set(replicas):
         for name in set(replicas) - streaming:
@@ -209,8 +229,20 @@ def _assert_replicas_stream_after_reconnecting(cluster: Harness) -> None:
                 row = conn.execute("SELECT pid, status FROM pg_stat_wal_receiver").fetchone()
             if row is not None and row[0] != before[name] and row[1] == "streaming":
                 streaming.add(name)
-        time.sleep(0.5)
+        time.sleep(0.2)
+    took = time.monotonic() - started
     assert streaming == set(replicas), f"not streaming again: {set(replicas) - streaming}"
+    states = {name: cluster.rest(f"{cluster.patroni_url(name)}/patroni").get("replication_state")
+              for name in replicas}
+    assert set(states.values()) == {"streaming"}, states
+    return took
+
+
+def _replication_logins_refused(cluster: Harness) -> int:
+    """How many replication logins the members' PostgreSQL logs record as refused for a wrong password."""
+    needle = f'password authentication failed for user "{REPLICATION_USER}"'
+    return sum(path.read_text(errors="replace").count(needle)
+               for m in cluster.plan.members for path in Path(m.data_dir).glob("log/*"))
 
 
 def _assert_replication_role_rotated(cluster: Harness, old: str, new: str) -> None:
