@@ -22,13 +22,20 @@ SECRETS_FILE = "90-secrets.yml"
 DCS_NAMESPACE = "/service/"  # where every Patroni keeps its keys in etcd: <namespace><scope>/<group>/...
 PGPASS_FILE = "pgpass"  # written by Patroni (replication and rewind credentials) in the member's config dir
 
-# Failover timings (seconds). Patroni refuses ttl < 20; loop_wait + 2 * retry_timeout must stay below ttl
-# so a leader that cannot reach etcd demotes itself before its lease can pass to another member. loop_wait 1
-# (not 2): 1 + 2 * 9 = 19 leaves that race a second of margin instead of none, and a partitioned leader's
-# lease is noticed a second sooner (partition drills: writes back in ttl + 5 s, issue 13).
+# Failover timings (seconds). Patroni refuses ttl < 20. A leader cut off from etcd must demote before its lease
+# can pass to another member (no split brain). Patroni's rule loop_wait + 2 * retry_timeout <= ttl is not enough
+# in practice: measured with retry_timeout 9 (partition drill, coordinator leader cut from etcd and its standby),
+# the first loop after the cut ran 12 s (etcd client timeouts, machine-list refreshes), the next waited out the
+# 9 s retry deadline, and the failsafe check (POST /failsafe to the cut standby: 2 s timeout, one retry) took 4 s:
+# it demoted 25 s after the cut, 2.5 s after the standby had been promoted (its writes were held by synchronous
+# replication, none acknowledged, but two members claimed to be primary). OVERRUN_ALLOWANCE covers those extras;
+# retry_timeout 4 leaves ~5 s before the earliest lease expiry. With failsafe_mode on, a shorter retry_timeout costs
+# little: an etcd hiccup past it leads to the failsafe check, not to a demotion, while the members reach each other.
+# loop_wait 1 (not 2): a partitioned leader's lease is noticed a second sooner.
 TTL = 20
 LOOP_WAIT = 1
-RETRY_TIMEOUT = 9
+RETRY_TIMEOUT = 4
+OVERRUN_ALLOWANCE = 6  # first-loop excess (~1.33 x retry_timeout measured, bounded by 3) + failsafe check (4)
 MAXIMUM_LAG_ON_FAILOVER = 1024 * 1024  # bytes a replica may trail and still be promoted
 # etcd losing its quorum does not stop the database: a leader that still reaches every member of its group
 # (REST API) keeps leading; without it every leader demotes until etcd heals (issue 13's drills measured both).

@@ -18,6 +18,7 @@ from cluster.render import (
     render_patroni,
     render_patroni_secrets,
 )
+from cluster.render.patroni import OVERRUN_ALLOWANCE
 from cluster.secrets import Passwords
 
 PASSWORDS = Passwords("su-pw", "repl-pw", "api-pw", "stats-pw", "app-pw")
@@ -84,6 +85,9 @@ def test_patroni_config_is_citus_mode_with_network_limited_scram_access() -> Non
     assert doc["bootstrap"]["dcs"]["ttl"] >= 20
     dcs = doc["bootstrap"]["dcs"]
     assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] <= dcs["ttl"]
+    # A leader cut off from etcd demotes before the lease can expire even with Patroni's measured overrun
+    # (client timeouts, the failsafe check), with a second to spare.
+    assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] + OVERRUN_ALLOWANCE <= dcs["ttl"] - 1
     # A demoting primary stuck behind a partitioned synchronous standby is stopped within one lease.
     assert 0 < dcs["primary_stop_timeout"] <= dcs["ttl"]
 
