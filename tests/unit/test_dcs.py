@@ -40,4 +40,4 @@ def test_dcs_config_carries_the_dcs_only_settings_per_group() -> None:
     coordinator, worker = dcs_config(plan, 0), dcs_config(plan, 1)
     assert coordinator["postgresql"]["parameters"]["max_connections"] == 150
     assert "work_mem" not in coordinator["postgresql"]["parameters"]
-    assert coordinator["synchronous_mode"] == "quorum" and worker["synchronous_mode"] is False
+    assert coordinator["synchronous_mode"] is True and worker["synchronous_mode"] is False
