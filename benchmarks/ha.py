@@ -391,10 +391,11 @@ def to_history(attempts: list[Attempt], pairs: bool = False) -> list[history.Op]
 
 
 def recover_prepared(cluster: DrillCluster) -> int:
-    """Run Citus's two-phase commit recovery now (it would run by itself within a minute): prepared
-    transactions a partition left on a worker are committed or rolled back as the coordinator's record says."""
+    """Run the guarded two-phase commit recovery now (pg_cron runs it every minute, sql/0004): prepared
+    transactions a partition left on a worker are committed or rolled back as the coordinator's record says,
+    once every primary is out of recovery (0 while one is not)."""
     with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
-        return int(conn.execute("SELECT recover_prepared_transactions()").fetchone()[0])
+        return int(conn.execute("SELECT citus_cluster_recover_prepared_transactions()").fetchone()[0])
 
 
 def prepared_left(cluster: DrillCluster) -> int:

@@ -22,7 +22,10 @@ MANAGED_PARAMETERS: dict[str, str] = {
     "hba_file": "the plan",
     "ident_file": "the plan",
     "config_file": "the plan",
-    "shared_preload_libraries": "the plan (citus is preloaded by Patroni's Citus mode)",
+    "shared_preload_libraries": "the plan (citus is preloaded by Patroni's Citus mode, pg_cron by the plan)",
+    "citus.recover_2pc_interval": "the plan (Citus's own recovery is unsafe here; sql/0004 runs a guarded one)",
+    "cron.database_name": "citus.database",
+    "cron.use_background_workers": "the plan",
     "wal_level": "the plan (replica is required for standbys)",
     "hot_standby": "the plan",
     "synchronous_standby_names": "replication.synchronous",
@@ -192,7 +195,8 @@ class Postgresql(Model):
 class Replication(Model):
     synchronous: bool | None = Field(
         None,
-        description="Synchronous (quorum) replication; unset = on when a group has a standby.",
+        description="Synchronous replication (Patroni's synchronous mode: a commit waits for one standby, only it "
+        "may be promoted); unset = on when a group has a standby.",
     )
 
 

@@ -1,4 +1,4 @@
-"""The database image: the official citusdata/citus image plus PostGIS and Patroni.
+"""The database image: the official citusdata/citus image plus PostGIS, pg_cron and Patroni.
 
 Its tag carries a hash of the Dockerfile text, so any change to versions or build steps yields a new tag,
 which replaces the containers (and never the volumes).
@@ -31,6 +31,7 @@ def render_dockerfile(plan: Plan) -> str:
     v = plan.config.versions
     base = f"{CITUS_IMAGE}:{citus_image_tag(v.citus, v.postgres)}"
     postgis_pkg = f"postgresql-{v.postgres}-postgis-3"
+    cron_pkg = f"postgresql-{v.postgres}-cron"
     pin = "" if v.postgis == POSTGIS_UNPINNED else f"={v.postgis}.*"
     control = f"/usr/share/postgresql/{v.postgres}/extension/postgis.control"
     # A pinned line must really be what apt installed: fail the build, not the first CREATE EXTENSION.
@@ -40,11 +41,12 @@ def render_dockerfile(plan: Plan) -> str:
 FROM {base}
 
 USER root
-# PostGIS from the PostgreSQL apt repository the base image already trusts; Python for Patroni; pgBackRest for
-# WAL archiving, backups and restores (the repository volume is mounted at {DOCKER_BACKUP_MOUNT}).
+# PostGIS from the PostgreSQL apt repository the base image already trusts; pg_cron for the guarded two-phase
+# commit recovery (sql/0004); Python for Patroni; pgBackRest for WAL archiving, backups and restores (the
+# repository volume is mounted at {DOCKER_BACKUP_MOUNT}).
 RUN set -eux; \\
     apt-get update; \\
-    apt-get install -y --no-install-recommends '{postgis_pkg}{pin}' python3 python3-venv pgbackrest; \\
+    apt-get install -y --no-install-recommends '{postgis_pkg}{pin}' {cron_pkg} python3 python3-venv pgbackrest; \\
     rm -rf /var/lib/apt/lists/*{check}
 
 # Patroni in its own venv, pinned, with the etcd3 and psycopg3 extras.

@@ -53,6 +53,20 @@ SYNCHRONOUS_MODE = True
 # rejoined (partition drill, coordinator leader cut off). One ttl: past it another member leads anyway.
 PRIMARY_STOP_TIMEOUT = TTL
 
+# Two-phase commit recovery. Citus's maintenance daemon resolves prepared transactions left on a worker by asking
+# the node pg_dist_node names for its pg_prepared_xacts and deleting the commit records it finds no prepared
+# transaction for. A node in recovery (a demoted leader, a standby about to be promoted) lists none, although
+# it holds them: the records go, and the next recovery rolls those transactions back on the real leader, so a
+# write the coordinator had acknowledged disappears (seen once: etcd losing its quorum with failsafe_mode off,
+# every leader demoted, the coordinator promoted before a worker). Citus's periodic recovery is switched off
+# here; pg_cron runs sql/0004's guarded recovery on the coordinator leader every minute instead, which first
+# checks that every primary in pg_dist_node is out of recovery.
+TWO_PHASE_RECOVERY = {
+    "citus.recover_2pc_interval": -1,
+    "shared_preload_libraries": "pg_cron",  # Patroni's Citus mode puts citus first
+    "cron.use_background_workers": "on",  # jobs run in the server: no password, no pg_hba rule for them
+}
+
 # Citus's own connections between nodes. A peer behind a partition drops packets instead of refusing them:
 # without these a statement waits for the kernel's retransmissions (~15 min) and every distributed write
 # piles up behind it (drilled: no write for 2 min after one worker leader was cut off). With them a statement
@@ -146,6 +160,8 @@ def postgres_parameters(plan: Plan) -> dict[str, Any]:
         "max_replication_slots": 10,
         "citus.shard_count": config.citus.shard_count,
         "citus.node_connection_timeout": NODE_CONNECTION_TIMEOUT_MS,
+        **TWO_PHASE_RECOVERY,
+        "cron.database_name": config.citus.database,
         **derived_parameters(config),
         **config.postgresql.parameters,
     }

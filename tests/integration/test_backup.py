@@ -166,7 +166,8 @@ def test_rehearsed_restore_gives_back_exactly_what_was_committed_before_the_poin
     dsn = restored.dsn()
     assert events_checksums(dsn, before) == expected  # all of it, row for row, shard by shard
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SELECT recover_prepared_transactions()")  # 2PC left in flight at the point is resolved
+        # 2PC left in flight at the point is resolved
+        conn.execute("SELECT citus_cluster_recover_prepared_transactions()")
         present = {r[0] for r in conn.execute("SELECT DISTINCT xfer FROM rehearsal_events").fetchall()}
         assert not present & after, f"transfers made after the point leaked in: {sorted(present & after)[:5]}"
         assert before <= present
@@ -256,7 +257,7 @@ def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(
                              "ORDER BY groupid").fetchall()
         assert [(g, f"{host}:{port}") for g, host, port in nodes] == [
             (g, restored.member(restored.leader(g)).postgres.address) for g in range(len(restored.plan.groups))]
-        conn.execute("SELECT recover_prepared_transactions()")
+        conn.execute("SELECT citus_cluster_recover_prepared_transactions()")
         (total,) = conn.execute("SELECT sum(balance) FROM rehearsal_accounts").fetchone()  # type: ignore[misc]
         assert total == ACCOUNTS * START_BALANCE
         transfer(conn, rng, 1_000_001)  # takes multi-shard writes
