@@ -28,9 +28,10 @@ from cluster.backup import (
 from cluster.backup.restore import restore_into_harness
 from cluster.backup.runner import BackupError, LocalRunner
 from cluster.local.harness import Harness
+from cluster.provision import provision, read_migrations
 from cluster.provision.health import check as health_check
 from cluster.render import pgbackrest
-from tests.integration.conftest import start_harness
+from tests.integration.conftest import SQL_DIR, start_harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.citus]
 
@@ -191,10 +192,12 @@ def test_rehearsed_restore_gives_back_exactly_what_was_committed_before_the_poin
 
 @pytest.fixture
 def own_harness() -> Iterator[Harness]:
-    """A cluster of its own, stopped and removed afterwards whatever happened (an in-place restore rewinds
-    everything a cluster holds, so it never runs on the shared one)."""
+    """A cluster of its own, provisioned as `make up` leaves one (the schema, sql/0004's guarded 2PC recovery),
+    stopped and removed afterwards whatever happened (an in-place restore rewinds everything a cluster holds, so
+    it never runs on the shared one)."""
     cluster = start_harness()
     try:
+        provision(cluster.target, read_migrations(SQL_DIR))
         yield cluster
     finally:
         cluster.down()
