@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cluster.plan import Plan
+from cluster.plan import DOCKER_TLS_DIR, Plan
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 LEAF_VALIDITY = datetime.timedelta(days=1825)  # renewal: re-create the Certificates resource (see README)
@@ -111,6 +111,9 @@ def identities(plan: Plan) -> tuple[Identity, ...]:
     b = plan.balancer
     listeners = [b.read_write, b.read_only, b.stats, *([b.any_node] if b.any_node else [])]
     found.append(Identity(b.name, b.tls_dir, _unique([b.name, *(ep.host for ep in listeners), *everywhere])))
+    if plan.layout == "docker" and plan.config.monitoring.enabled:
+        # Prometheus serves its UI over HTTPS and shows this certificate to etcd as its client certificate.
+        found.append(Identity(plan.prometheus_name, DOCKER_TLS_DIR, _unique([plan.prometheus_name, *everywhere])))
     return tuple(found)
 
 
