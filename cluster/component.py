@@ -62,7 +62,6 @@ HEALTHCHECK_SCRIPT = (
 FILE_OWNERS = {"node": str(DATABASE_UID), "haproxy": "99", "etcd": "0"}
 
 EXPORTER_MEMORY_MB = 64
-PROMETHEUS_WEB_FILE = "web.yml"
 
 SecretPasswords = Passwords[pulumi.Output[str]]
 
@@ -411,13 +410,8 @@ class CitusCluster(pulumi.ComponentResource):
         own certificate (which etcd accepts as a client certificate) on the published monitoring.port."""
         plan = self._plan
         name = plan.prometheus_name
-        paths = tls.TlsPaths(tls.DOCKER_TLS_DIR)
         password_file = f"{PROMETHEUS_CONFIG_DIR}/{prometheus_files.STATS_PASSWORD_FILE}"
-        files = prometheus_files.render_prometheus(plan, {
-            prometheus_files.CA_FILE: paths.ca, prometheus_files.CLIENT_CERT: paths.cert,
-            prometheus_files.CLIENT_KEY: paths.key, prometheus_files.STATS_PASSWORD_FILE: password_file,
-        })
-        files[PROMETHEUS_WEB_FILE] = exporter_files.render_web_config_for(paths)
+        files = prometheus_files.container_files(plan)
         owner = FILE_OWNERS["node"]
         uploads = [docker.ContainerUploadArgs(file=f"{PROMETHEUS_CONFIG_DIR}/{n}", content=text)
                    for n, text in files.items()]
@@ -433,7 +427,7 @@ class CitusCluster(pulumi.ComponentResource):
             entrypoints=["prometheus"],
             command=[f"--config.file={PROMETHEUS_CONFIG_DIR}/{prometheus_files.SCRAPE_FILE}",
                      f"--storage.tsdb.path={PROMETHEUS_DATA_MOUNT}",
-                     f"--web.config.file={PROMETHEUS_CONFIG_DIR}/{PROMETHEUS_WEB_FILE}",
+                     f"--web.config.file={PROMETHEUS_CONFIG_DIR}/{prometheus_files.WEB_FILE}",
                      f"--web.listen-address=0.0.0.0:{CONTAINER_PORTS['prometheus']}"],
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=PROMETHEUS_DATA_MOUNT)],
             ports=[self._port("prometheus", plan.config.monitoring.port)],

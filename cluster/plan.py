@@ -169,6 +169,7 @@ class Plan:
     balancer: Balancer
     host_network: HostNetwork | None = None  # NamespaceLayout only: every member on a host of its own
     backup_dir: str = DOCKER_BACKUP_MOUNT  # pgBackRest's repository (a volume, or a directory of the harness)
+    prometheus_tls_dir: str = DOCKER_TLS_DIR  # the Prometheus container's certificate (monitoring.enabled)
 
     @property
     def members(self) -> tuple[Member, ...]:
@@ -553,6 +554,7 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
         balancer=balancer,
         host_network=layout.host_network([m.name for group in groups for m in group] + [e.name for e in etcd]),
         backup_dir=layout.backup_dir(),
+        prometheus_tls_dir=layout.tls_dir(f"{config.name}-prometheus"),
     )
 
 

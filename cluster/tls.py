@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cluster.plan import DOCKER_TLS_DIR, Plan
+from cluster.plan import Plan
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 LEAF_VALIDITY = datetime.timedelta(days=1825)  # renewal: re-create the Certificates resource (see README)
@@ -113,7 +113,8 @@ def identities(plan: Plan) -> tuple[Identity, ...]:
     found.append(Identity(b.name, b.tls_dir, _unique([b.name, *(ep.host for ep in listeners), *everywhere])))
     if plan.layout == "docker" and plan.config.monitoring.enabled:
         # Prometheus serves its UI over HTTPS and shows this certificate to etcd as its client certificate.
-        found.append(Identity(plan.prometheus_name, DOCKER_TLS_DIR, _unique([plan.prometheus_name, *everywhere])))
+        name = plan.prometheus_name
+        found.append(Identity(name, plan.prometheus_tls_dir, _unique([name, *everywhere])))
     return tuple(found)
 
 

@@ -18,9 +18,11 @@ from typing import Any
 
 import yaml
 
-from cluster.plan import STATS_USER, Plan
+from cluster.plan import PROMETHEUS_CONFIG_DIR, STATS_USER, Plan
+from cluster.render.exporter import render_web_config_for
 from cluster.render.haproxy import METRICS_PATH
 from cluster.render.patroni import MAXIMUM_LAG_ON_FAILOVER
+from cluster.tls import TlsPaths
 
 RULES_FILE = "alerts.yml"
 CA_FILE = "ca.crt"
@@ -166,6 +168,19 @@ def render_prometheus(plan: Plan, paths: dict[str, str] | None = None) -> dict[s
     """The two files, by name: prometheus.yml and the rules it loads (the TLS files and the stats password
     file it names are the user's to put beside them, unless `paths` says where they are)."""
     return {SCRAPE_FILE: _yaml(scrape_config(plan, paths)), RULES_FILE: _yaml(alert_rules(plan))}
+
+
+WEB_FILE = "web.yml"
+
+
+def container_files(plan: Plan) -> dict[str, str]:
+    """The Prometheus container's files by name inside PROMETHEUS_CONFIG_DIR: the scrape config pointing at the
+    TLS files its own certificate is uploaded as (DOCKER_TLS_DIR) and the password file beside it, the rules, and
+    its HTTPS web config (the same exporter-toolkit format as the exporters')."""
+    paths = TlsPaths(plan.prometheus_tls_dir)
+    files = render_prometheus(plan, {CA_FILE: paths.ca, CLIENT_CERT: paths.cert, CLIENT_KEY: paths.key,
+                                     STATS_PASSWORD_FILE: f"{PROMETHEUS_CONFIG_DIR}/{STATS_PASSWORD_FILE}"})
+    return {**files, WEB_FILE: render_web_config_for(paths)}
 
 
 def _yaml(document: dict[str, Any]) -> str:
