@@ -10,7 +10,8 @@ Debian's exporter (0.11) serves its built-in PostgreSQL metrics plus the queries
 - Per member: client backends split into Citus-internal (distributed queries arriving from other nodes) and the
   rest (`citus_backends_*`); on a primary, each standby's lag in bytes and seconds (`citus_replication_*`); on a
   standby, what it received but has not replayed (`citus_standby_*`); WAL on disk against max_wal_size
-  (`citus_wal_*`); and the archiver (`citus_archiver_*`).
+  (`citus_wal_*`); free space of the data directory's filesystem, as Citus's rebalancer reads it (`citus_disk_*`);
+  and the archiver (`citus_archiver_*`).
 
 The exporter logs in as cluster.roles.MONITORING_USER (pg_monitor), over verified TLS, its password in a file
 only the server user reads (DATA_SOURCE_PASS_FILE): never in argv, the environment or a rendered file.
@@ -133,6 +134,15 @@ def queries(plan: Plan) -> dict[str, Any]:
                 {"files": _gauge("WAL segments in pg_wal")},
                 {"bytes": _gauge("bytes in pg_wal: what a failing archive or a stuck slot piles up")},
                 {"max_bytes": _gauge("max_wal_size: what checkpoints keep pg_wal near when all is well")},
+            ],
+        },
+        "citus_disk": {
+            "query": ("SELECT available_disk_size AS available_bytes, total_disk_size AS total_bytes "
+                      "FROM citus_local_disk_space_stats()"),
+            "master": True,
+            "metrics": [
+                {"available_bytes": _gauge("free bytes on the filesystem of the data directory")},
+                {"total_bytes": _gauge("size of that filesystem")},
             ],
         },
         "citus_archiver": {

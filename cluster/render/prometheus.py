@@ -40,6 +40,8 @@ SHARD_COUNT_SKEW = 0.10
 SHARD_BYTES_SKEW = 0.50
 # Shards are judged only once the worker groups hold this much: a young cluster's few rows are never "skewed".
 SKEW_FLOOR_BYTES = 64 * 1024 * 1024
+DISK_FREE_RATIO = 0.10  # less free than this on a data directory's filesystem: critical
+DISK_TREND_WINDOW, DISK_HORIZON_HOURS = "1h", 4  # full within 4 h at the last hour's rate: warning
 WAL_PILE_FACTOR = 3  # pg_wal beyond this many times max_wal_size: WAL is kept for something that is not coming
 
 
@@ -145,6 +147,15 @@ def exporter_alerts(plan: Plan) -> list[dict[str, Any]]:
                f"and on () sum(citus_node_bytes{workers}) > {SKEW_FLOOR_BYTES}", "30m", "warning",
                "worker groups hold unequal bytes (spread {{ $value | humanizePercentage }}): hot cells or tenants; "
                "rebalance by disk size (rebalance_strategy 'by_disk_size')"),
+        _alert("CitusDiskFilling",
+               f"citus_disk_available_bytes{{{job}}} / citus_disk_total_bytes{{{job}}} < {DISK_FREE_RATIO}", "5m",
+               "critical", "{{ $labels.member }}'s data directory has {{ $value | humanizePercentage }} of its disk "
+               "free: PostgreSQL stops when it is full"),
+        _alert("CitusDiskFullSoon",
+               f"predict_linear(citus_disk_available_bytes{{{job}}}[{DISK_TREND_WINDOW}], {DISK_HORIZON_HOURS} * 3600)"
+               " < 0", "15m", "warning",
+               "{{ $labels.member }}'s data directory fills within " f"{DISK_HORIZON_HOURS} hours at the rate of the "
+               f"last {DISK_TREND_WINDOW}"),
         _alert("CitusWalFillingDisk",
                f"citus_wal_bytes{{{job}}} > {WAL_PILE_FACTOR} * citus_wal_max_bytes{{{job}}}", "10m", "critical",
                "{{ $labels.member }} keeps {{ $value | humanize1024 }}B of WAL, more than "

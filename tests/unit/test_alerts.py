@@ -94,7 +94,7 @@ def rendered(tmp_path: Path) -> Path:
 
 
 def test_scrape_config_and_rules_are_valid(rendered: Path) -> None:
-    assert "SUCCESS: 11 rules found" in run("check", "rules", RULES_FILE, cwd=rendered)
+    assert "SUCCESS: 13 rules found" in run("check", "rules", RULES_FILE, cwd=rendered)
     run("check", "config", SCRAPE_FILE, cwd=rendered)
 
 
@@ -240,6 +240,27 @@ def exporter_drills() -> list[dict[str, Any]]:
                 node("citus_node_bytes", 3, "1000000x49"),
             ],
             "alert_rule_test": [alerts_at("45m", "CitusShardBytesSkew", [])],
+        },
+        {   # w0's disk: 100 GiB with 50 GiB free, then 1 GiB lost a minute from 10 min; w1 steady at 50 % free
+            "interval": "1m",
+            "input_series": [
+                exported("citus_disk_total_bytes", "107374182400x120", member=w0, group="1"),
+                exported("citus_disk_available_bytes", "53687091200x9 53687091200-1073741824x110", member=w0,
+                         group="1"),
+                exported("citus_disk_total_bytes", "107374182400x120", member=w1, group="1"),
+                exported("citus_disk_available_bytes", "53687091200x120", member=w1, group="1"),
+            ],
+            "alert_rule_test": [
+                alerts_at("20m", "CitusDiskFullSoon", []),  # -1 GiB/min only for 10 min: not yet 15 min of it
+                alerts_at("40m", "CitusDiskFullSoon", [annotated(
+                    f"{w0}'s data directory fills within 4 hours at the rate of the last 1h", severity="warning",
+                    **exporter_labels(w0, "1"))]),
+                alerts_at("40m", "CitusDiskFilling", []),
+                alerts_at("55m", "CitusDiskFilling", []),  # under 10 % free from 51 min: not for 5 min yet
+                alerts_at("57m", "CitusDiskFilling", [annotated(
+                    f"{w0}'s data directory has 3% of its disk free: PostgreSQL stops when it is full",
+                    severity="critical", **exporter_labels(w0, "1"))]),
+            ],
         },
         {   # w0's archive starts failing at 2 min; from 5 min its WAL piles up to 5 GiB against max_wal_size 1 GiB
             "interval": "1m",
