@@ -5,13 +5,15 @@ Debian's exporter (0.11) serves its built-in PostgreSQL metrics plus the queries
 
 - Cluster-wide Citus facts come from the coordinator leader only (every other member's exporter returns no row for
   them, so no series is doubled): per pg_dist_node row its role, whether it is the active primary of its group,
-  its shards and their bytes (`citus_node_*`), and the connections the coordinator holds to each node
-  (`citus_connections_*`). Alert rules compare `citus_node_primary` with Patroni's leaders and compute the skew.
+  its shards and their bytes (`citus_node_*`). Alert rules compare `citus_node_primary` with Patroni's leaders and
+  compute the skew. (Not the coordinator's per-node connection counts: Citus 13 does not grant
+  citus_remote_connection_stats() to PUBLIC, and the monitoring role gets no grants on Citus's functions; the
+  connections each node receives are `citus_backends_connections{internal="true"}`.)
 - Per member: client backends split into Citus-internal (distributed queries arriving from other nodes) and the
   rest (`citus_backends_*`); on a primary, each standby's lag in bytes and seconds (`citus_replication_*`); on a
   standby, what it received but has not replayed (`citus_standby_*`); WAL on disk against max_wal_size
   (`citus_wal_*`); free space of the data directory's filesystem, as Citus's rebalancer reads it (`citus_disk_*`);
-  and the archiver (`citus_archiver_*`).
+  the archiver (`citus_archiver_*`); and the exporter's own `pg_replication_slots`, rewritten to work on standbys.
 
 The exporter logs in as cluster.roles.MONITORING_USER (pg_monitor), over verified TLS, its password in a file
 only the server user reads (DATA_SOURCE_PASS_FILE): never in argv, the environment or a rendered file.
@@ -69,17 +71,6 @@ def queries(plan: Plan) -> dict[str, Any]:
                 {"primary": _gauge("1 when this row is its group's active primary for Citus")},
                 {"shards": _gauge("placements of distributed tables on the node")},
                 {"bytes": _gauge("bytes of those placements")},
-            ],
-        },
-        "citus_connections": {
-            "query": (
-                "SELECT hostname || ':' || port AS node, connection_count_to_node AS open "
-                f"FROM citus_remote_connection_stats() WHERE {ON_COORDINATOR_LEADER}"
-            ),
-            "master": True,
-            "metrics": [
-                {"node": _label("host:port of the node")},
-                {"open": _gauge("connections the coordinator leader holds open to the node")},
             ],
         },
         "citus_backends": {
@@ -145,6 +136,22 @@ def queries(plan: Plan) -> dict[str, Any]:
                 {"total_bytes": _gauge("size of that filesystem")},
             ],
         },
+        # Overrides the exporter's built-in query of the same name, which calls pg_current_wal_lsn() and so fails on
+        # every standby ("recovery is in progress"): the same metrics, measured from the replay position there.
+        "pg_replication_slots": {
+            "query": (
+                "SELECT slot_name, database, active::int AS active, pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() "
+                "THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, restart_lsn) AS pg_wal_lsn_diff "
+                "FROM pg_replication_slots"
+            ),
+            "master": True,
+            "metrics": [
+                {"slot_name": _label("the slot")},
+                {"database": _label("its database (none for a physical slot)")},
+                {"active": _gauge("1 when a consumer is connected")},
+                {"pg_wal_lsn_diff": _gauge("WAL bytes the slot holds back")},
+            ],
+        },
         "citus_archiver": {
             "query": (
                 "SELECT archived_count AS archived, failed_count AS failed, "
@@ -203,7 +210,7 @@ def exporter_command(plan: Plan, member: Member, binary: str = BINARY) -> list[s
         f"--web.config.file={directory}/{WEB_CONFIG_FILE}",
         f"--extend.query-path={directory}/{QUERIES_FILE}",
         "--disable-settings-metrics",  # ~300 pg_settings series per member, none of them alerted on
-        "--log.level=warn",
+        "--log.level=info",  # a query that fails is logged at info
     ]
 
 
