@@ -31,15 +31,17 @@ from cluster.tls import TlsPaths
 
 
 @contextmanager
-def running_prometheus(harness: Harness, directory: Path, interval: str = "1s") -> Iterator[str]:
-    """Prometheus on the harness's rendered scrape config and rules (at drill speed), with the files the config
-    names put beside it as a user would: the cluster CA, the stats password, an etcd client certificate."""
+def running_prometheus(harness: Harness, directory: Path, interval: str | None = "1s") -> Iterator[str]:
+    """Prometheus on the harness's rendered scrape config and rules (at drill speed `interval`, or as rendered when
+    None), with the files the config names put beside it as a user would: the cluster CA, the stats password, an
+    etcd client certificate."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("prometheus missing (Debian package prometheus, .ci/run installs it)")
     files = render_prometheus(harness.plan)
     config = yaml.safe_load(files[SCRAPE_FILE])
-    config["global"] = {"scrape_interval": interval, "evaluation_interval": interval}  # drill speed, same rules
+    if interval is not None:
+        config["global"] = {"scrape_interval": interval, "evaluation_interval": interval}  # drill speed, same rules
     (directory / SCRAPE_FILE).write_text(yaml.safe_dump(config))
     (directory / RULES_FILE).write_text(files[RULES_FILE])
     etcd_tls = TlsPaths(harness.plan.etcd[0].tls_dir)  # an etcd member's own certificate is good for client auth
