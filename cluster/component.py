@@ -23,6 +23,8 @@ from cluster.plan import (
     DOCKER_DATA_MOUNT,
     ETCD_DATA_MOUNT,
     PATRONI_VENV,
+    PROMETHEUS_CONFIG_DIR,
+    PROMETHEUS_DATA_MOUNT,
     SECRET_FILE_MODE,
     EtcdMember,
     Member,
@@ -41,6 +43,9 @@ from cluster.render import (
     render_patroni,
     render_patroni_secrets,
 )
+from cluster.render import exporter as exporter_files
+from cluster.render import prometheus as prometheus_files
+from cluster.render.dockerfile import monitoring_image_spec
 from cluster.render.etcd import etcd_client_flags
 from cluster.render.haproxy import STATS_PASSWORD_ENV
 from cluster.render.pgbackrest import S3_KEY_ENV, render_pgbackrest
@@ -55,6 +60,8 @@ HEALTHCHECK_SCRIPT = (
 # Who owns the TLS files in each image (numeric: uploads resolve names on the Pulumi host, not in the image):
 # postgres in the citusdata/citus image, haproxy in the official haproxy image, root in the etcd image.
 FILE_OWNERS = {"node": str(DATABASE_UID), "haproxy": "99", "etcd": "0"}
+
+EXPORTER_MEMORY_MB = 64
 
 SecretPasswords = Passwords[pulumi.Output[str]]
 
@@ -105,6 +112,9 @@ class CitusCluster(pulumi.ComponentResource):
         haproxy = self._haproxy(haproxy_image, network, passwords.stats, certificates, depends_on=members)
         provisioning = self._provisioning(target, migrations, certificates, depends_on=[*members, haproxy])
         self.outputs = self._outputs(passwords, node_image, provisioning, certificates)
+        if plan.config.monitoring.enabled:
+            self.outputs["prometheus_url"] = self._monitoring(build_dir, network, members, haproxy, passwords,
+                                                              certificates)
         self.register_outputs(self.outputs)
 
     def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
@@ -117,6 +127,8 @@ class CitusCluster(pulumi.ComponentResource):
             key = Passwords.stack_key(name)
             if key in supplied:
                 return pulumi.Output.secret(supplied[key])
+            if name == "monitoring" and not self._plan.config.monitoring.enabled:
+                return pulumi.Output.secret("")  # no exporter logs in: no role, no password
             generated = random.RandomPassword(key, length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
             return pulumi.Output.secret(generated.result)  # explicit, not only by provider schema
 
@@ -324,12 +336,111 @@ class CitusCluster(pulumi.ComponentResource):
             envs=[pulumi.Output.concat(f"{STATS_PASSWORD_ENV}=", stats_password)],
         )
 
+    def _monitoring(
+        self,
+        build_dir: Path,
+        network: docker.Network,
+        members: list[docker.Container],
+        haproxy: docker.Container,
+        passwords: SecretPasswords,
+        certificates: Certificates,
+    ) -> pulumi.Output[str]:
+        """monitoring.enabled: an exporter beside every member and one Prometheus; returns Prometheus's URL."""
+        image = self._image("monitoring-image", monitoring_image_spec(self._plan), build_dir)
+        exporters = [self._exporter(m, container, image, passwords.monitoring, certificates)
+                     for m, container in zip(self._plan.members, members, strict=True)]
+        self._prometheus(image, network, passwords.stats, certificates, depends_on=[*exporters, haproxy])
+        return pulumi.Output.from_input(self._plan.prometheus_url)
+
+    def _image(self, name: str, spec: Any, build_dir: Path) -> docker.Image:
+        context = build_dir / spec.repository / spec.tag
+        context.mkdir(parents=True, exist_ok=True)
+        (context / "Dockerfile").write_text(spec.dockerfile)
+        return docker.Image(
+            name,
+            image_name=spec.name,
+            build=docker.DockerBuildArgs(context=str(context), dockerfile=str(context / "Dockerfile")),
+            skip_push=True,
+            opts=self._opts(),
+        )
+
+    def _exporter(
+        self,
+        member: Member,
+        container: docker.Container,
+        image: docker.Image,
+        password: pulumi.Output[str],
+        certificates: Certificates,
+    ) -> docker.Container:
+        """prometheus-postgres-exporter in the member's network namespace (reached at member:9187, like the member
+        itself); the rendered queries, its password as a 0600 file, the member's TLS files."""
+        plan = self._plan
+        directory = exporter_files.exporter_dir(plan, member)
+        owner = FILE_OWNERS["node"]
+        uploads = [docker.ContainerUploadArgs(file=f"{directory}/{name}", content=text)
+                   for name, text in exporter_files.render_exporter_files(plan, member).items()]
+        uploads.append(docker.ContainerUploadArgs(
+            file=f"{directory}/{exporter_files.PASSWORD_FILE}", content=pulumi.Output.secret(password), owner=owner,
+            group=owner, permissions=SECRET_FILE_MODE))
+        argv = exporter_files.exporter_command(plan, member)
+        name = f"{member.name}-exporter"
+        return docker.Container(
+            name,
+            name=name,
+            image=image.image_name,
+            network_mode=container.id.apply(lambda cid: f"container:{cid}"),
+            entrypoints=argv[:1],
+            command=argv[1:],
+            envs=[f"{key}={value}" for key, value in exporter_files.exporter_env(plan, member).items()],
+            uploads=[*uploads, *self._tls_uploads(member.name, certificates, owner)],
+            restart=RESTART_POLICY,
+            memory=EXPORTER_MEMORY_MB,
+            opts=self._opts(depends_on=[container]),
+        )
+
+    def _prometheus(
+        self,
+        image: docker.Image,
+        network: docker.Network,
+        stats_password: pulumi.Output[str],
+        certificates: Certificates,
+        depends_on: list[pulumi.Resource],
+    ) -> docker.Container:
+        """Prometheus with the rendered scrape config and rules; its TSDB on a volume, its UI over HTTPS with its
+        own certificate (which etcd accepts as a client certificate) on the published monitoring.port."""
+        plan = self._plan
+        name = plan.prometheus_name
+        password_file = f"{PROMETHEUS_CONFIG_DIR}/{prometheus_files.STATS_PASSWORD_FILE}"
+        files = prometheus_files.container_files(plan)
+        owner = FILE_OWNERS["node"]
+        uploads = [docker.ContainerUploadArgs(file=f"{PROMETHEUS_CONFIG_DIR}/{n}", content=text)
+                   for n, text in files.items()]
+        uploads.append(docker.ContainerUploadArgs(file=password_file, content=pulumi.Output.secret(stats_password),
+                                                  owner=owner, group=owner, permissions=SECRET_FILE_MODE))
+        volume = self._volume(f"{name}-data")
+        return self._container(
+            name,
+            network,
+            plan.config.monitoring.resources,
+            depends_on=depends_on,
+            image=image.image_name,
+            entrypoints=["prometheus"],
+            command=[f"--config.file={PROMETHEUS_CONFIG_DIR}/{prometheus_files.SCRAPE_FILE}",
+                     f"--storage.tsdb.path={PROMETHEUS_DATA_MOUNT}",
+                     f"--web.config.file={PROMETHEUS_CONFIG_DIR}/{prometheus_files.WEB_FILE}",
+                     f"--web.listen-address=0.0.0.0:{CONTAINER_PORTS['prometheus']}"],
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=PROMETHEUS_DATA_MOUNT)],
+            ports=[self._port("prometheus", plan.config.monitoring.port)],
+            uploads=[*uploads, *self._tls_uploads(name, certificates, owner)],
+        )
+
     def _target(self, passwords: SecretPasswords) -> pulumi.Output[dict]:
         """Where provisioning connects (published ports) and what Citus registers; secret (carries passwords)."""
         plan = self._plan
         return pulumi.Output.secret(
-            pulumi.Output.all(passwords.superuser, passwords.app, passwords.replication, passwords.rest_api).apply(
-                lambda pw: target_from_plan(plan, *pw).to_dict()
+            pulumi.Output.all(passwords.superuser, passwords.app, passwords.replication, passwords.rest_api,
+                              passwords.monitoring).apply(
+                lambda pw: target_from_plan(plan, *pw[:4], monitoring_password=pw[4]).to_dict()
             )
         )
 

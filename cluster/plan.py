@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 
 from cluster.config import ClusterConfig
 from cluster.config.sources import project_root
+from cluster.roles import MONITORING_USER as MONITORING_USER
 from cluster.roles import REPLICATION_USER as REPLICATION_USER  # re-exported: renderers import role names here
 from cluster.roles import RESTAPI_USER as RESTAPI_USER
 from cluster.roles import STATS_USER as STATS_USER
@@ -33,6 +34,8 @@ DOCKER_DNS = "127.0.0.11:53"
 # files are uploaded owned by it, mode 0600, so only the server user reads them.
 DATABASE_UID = 999
 SECRET_FILE_MODE = "0600"
+PROMETHEUS_CONFIG_DIR = "/etc/citus-cluster/prometheus"  # the Prometheus container's scrape config and rules
+PROMETHEUS_DATA_MOUNT = "/prometheus"  # its TSDB volume
 DOCKER_TLS_DIR = "/etc/citus-cluster/tls"  # every container has its own filesystem, so one path serves all
 SSLMODE = "verify-full"  # every client of the cluster checks the chain and the host name
 
@@ -66,6 +69,7 @@ class Member:
     ordinal: int  # position across the cluster; picks its published ports
     postgres: Endpoint
     api: Endpoint
+    exporter: Endpoint  # its prometheus-postgres-exporter, on the member's host (Docker: its network namespace)
     data_dir: str
     config_dir: str
     tls_dir: str
@@ -165,6 +169,7 @@ class Plan:
     balancer: Balancer
     host_network: HostNetwork | None = None  # NamespaceLayout only: every member on a host of its own
     backup_dir: str = DOCKER_BACKUP_MOUNT  # pgBackRest's repository (a volume, or a directory of the harness)
+    prometheus_tls_dir: str = DOCKER_TLS_DIR  # the Prometheus container's certificate (monitoring.enabled)
 
     @property
     def members(self) -> tuple[Member, ...]:
@@ -215,6 +220,15 @@ class Plan:
         return tuple(outputs)
 
     @property
+    def prometheus_name(self) -> str:
+        """The Prometheus container (monitoring.enabled, Docker stack only)."""
+        return f"{self.config.name}-prometheus"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"https://{self.client_host}:{self.config.monitoring.port}"
+
+    @property
     def stats_url(self) -> str:
         return f"https://{self.client_host}:{self.balancer.published['stats']}/"
 
@@ -263,12 +277,14 @@ class Layout(Protocol):
 CONTAINER_PORTS = {
     "postgres": 5432,
     "api": 8008,
+    "exporter": 9187,
     "etcd-client": 2379,
     "etcd-peer": 2380,
     "read-write": 5432,
     "read-only": 5433,
     "stats": 7000,
     "any-node": 5434,
+    "prometheus": 9090,
 }
 
 
@@ -452,7 +468,7 @@ class NamespaceLayout(LocalLayout):
 
 def ports_needed(config: ClusterConfig) -> int:
     """How many distinct ports a LocalLayout must be given for `config`."""
-    return 2 * config.database_members + 2 * config.etcd.members + len(config.ports.balancer_ports())
+    return 3 * config.database_members + 2 * config.etcd.members + len(config.ports.balancer_ports())
 
 
 def group_role(group: int) -> Literal["coordinator", "worker"]:
@@ -484,6 +500,7 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
                     ordinal=ordinal,
                     postgres=postgres,
                     api=api,
+                    exporter=layout.endpoint(name, "exporter"),
                     data_dir=data_dir,
                     config_dir=config_dir,
                     tls_dir=layout.tls_dir(name),
@@ -537,6 +554,7 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
         balancer=balancer,
         host_network=layout.host_network([m.name for group in groups for m in group] + [e.name for e in etcd]),
         backup_dir=layout.backup_dir(),
+        prometheus_tls_dir=layout.tls_dir(f"{config.name}-prometheus"),
     )
 
 

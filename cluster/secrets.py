@@ -27,6 +27,7 @@ class Passwords(Generic[T]):
     rest_api: T
     stats: T
     app: T
+    monitoring: T  # the exporters' database role (cluster.roles.MONITORING_USER)
 
     def __repr__(self) -> str:
         return "Passwords(<redacted>)"

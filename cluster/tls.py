@@ -111,6 +111,10 @@ def identities(plan: Plan) -> tuple[Identity, ...]:
     b = plan.balancer
     listeners = [b.read_write, b.read_only, b.stats, *([b.any_node] if b.any_node else [])]
     found.append(Identity(b.name, b.tls_dir, _unique([b.name, *(ep.host for ep in listeners), *everywhere])))
+    if plan.layout == "docker" and plan.config.monitoring.enabled:
+        # Prometheus serves its UI over HTTPS and shows this certificate to etcd as its client certificate.
+        name = plan.prometheus_name
+        found.append(Identity(name, plan.prometheus_tls_dir, _unique([name, *everywhere])))
     return tuple(found)
 
 

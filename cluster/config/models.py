@@ -259,6 +259,16 @@ class Backups(Model):
     repository: BackupRepository = BackupRepository()
 
 
+class Monitoring(Model):
+    """Prometheus for the Docker stack. Every member's Patroni and HAProxy serve /metrics whatever this says;
+    enabled adds a prometheus-postgres-exporter beside every member (sharing its network namespace) and one
+    Prometheus container with the rendered scrape config and alert rules."""
+
+    enabled: bool = Field(False, description="Exporters beside every member and a Prometheus container.")
+    port: int = Field(9090, ge=1, le=65535, description="Host port Prometheus's web UI and API are published on.")
+    resources: Limits = Field(Limits(memory_mb=512), description="The Prometheus container's limits.")
+
+
 class ClusterConfig(Model):
     """Everything a stack can say about its cluster. Passwords are not here: see cluster.secrets."""
 
@@ -275,6 +285,7 @@ class ClusterConfig(Model):
     replication: Replication = Replication()
     storage: Storage = Storage()
     backups: Backups = Backups()
+    monitoring: Monitoring = Monitoring()
     docker_host: str | None = Field(
         None,
         pattern=r"^(unix|tcp|ssh|npipe)://.+$",

@@ -1,4 +1,5 @@
-"""The cluster the containers would run, as real processes on 127.0.0.1: etcd, Patroni + PostgreSQL, HAProxy.
+"""The cluster the containers would run, as real processes on 127.0.0.1: etcd, Patroni + PostgreSQL, HAProxy, and
+a prometheus-postgres-exporter per member (on the member's host, as the server user; `down` stops it with the rest).
 
 Every file comes from the product's renderers (`render_files`, `render_patroni_secrets`, `etcd_command`) over a
 plan built with a LocalLayout; the harness only writes them into a directory and starts the programs. Two
@@ -54,7 +55,7 @@ from cluster.provision.migrations import Migration
 from cluster.provision.rest import post_json, rest_json, rest_send
 from cluster.provision.rest import role as member_role
 from cluster.provision.target import ClusterTarget, target_from_plan
-from cluster.render import SECRETS_FILE, etcd_command, pgbackrest, render_files, render_patroni_secrets
+from cluster.render import SECRETS_FILE, etcd_command, exporter, pgbackrest, render_files, render_patroni_secrets
 from cluster.render.haproxy import STATS_PASSWORD_ENV
 from cluster.render.patroni import DCS_NAMESPACE, PGPASS_FILE
 from cluster.secrets import Passwords
@@ -189,7 +190,10 @@ class Harness:
     def load(cls, base_dir: Path) -> Harness:
         state = read_state(base_dir)
         config = load_config(state["config"]).config
-        harness = cls(Path(base_dir), config, Passwords(**state["passwords"]), state["ports"], state["citus"],
+        # A directory from before a credential existed gets one made up (its role does not exist: that process
+        # fails to log in, nothing else does).
+        passwords = Passwords(**{**Passwords.generate().as_dict(), **state["passwords"]})
+        harness = cls(Path(base_dir), config, passwords, state["ports"], state["citus"],
                       state.get("hosts"), state.get("tls", True))
         harness.procs = {name: Proc(**p) for name, p in state["processes"].items()}
         return harness
@@ -220,7 +224,8 @@ class Harness:
     @property
     def target(self) -> ClusterTarget:
         p = self.passwords
-        target = target_from_plan(self.plan, p.superuser, p.app, p.replication, p.rest_api)
+        target = target_from_plan(self.plan, p.superuser, p.app, p.replication, p.rest_api,
+                                  monitoring_password=p.monitoring)
         if self.tls:
             return target
         members = tuple(replace(m, dsn=plaintext_dsn(m.dsn)) for m in target.members)
@@ -260,6 +265,7 @@ class Harness:
             "stats_url": self.plan.stats_url,
             "ca_file": self.ca_file,
             "patroni": {m.name: self.patroni_url(m.name) for m in self.plan.members},
+            "exporters": {m.name: self.exporter_url(m.name) for m in self.plan.members},
             "pids": {name: p.pid for name, p in self.procs.items()},
         }
 
@@ -301,6 +307,10 @@ class Harness:
                 doc = _merge(yaml.safe_load(text), self.patroni_overrides[member.name])
                 (config_dir / "10-patroni.yml").write_text(self._adapt_patroni(yaml.safe_dump(doc, sort_keys=False),
                                                                                member))
+            exporter_dir = Path(exporter.exporter_dir(self.plan, member))
+            exporter_dir.mkdir(parents=True, exist_ok=True)
+            for name, text in exporter.render_exporter_files(self.plan, member).items():
+                (exporter_dir / name).write_text(text)
             backup_config = f"patroni/{member.name}/{pgbackrest.CONFIG_NAME}"
             if backup_config in files:
                 Path(pgbackrest.config_path(member)).write_text(files[backup_config])
@@ -313,18 +323,13 @@ class Harness:
         processes.give_to_server_user(self.base_dir)
 
     def _write_secrets(self) -> None:
-        """Patroni's credentials file of every member: created 0600 (never readable by others, not even for a
-        moment) and owned by the server user, as the containers get it."""
+        """Patroni's credentials file and the exporter's password file of every member: created 0600 (never
+        readable by others, not even for a moment) and owned by the server user, as the containers get them."""
         text = render_patroni_secrets(self.passwords)
-        user = processes.server_user()
         for member in self.plan.members:
-            path = Path(member.config_dir) / SECRETS_FILE
-            path.unlink(missing_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            if user is not None:
-                os.fchown(fd, user.pw_uid, user.pw_gid)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
+            _write_private(Path(member.config_dir) / SECRETS_FILE, text)
+            _write_private(Path(exporter.exporter_dir(self.plan, member)) / exporter.PASSWORD_FILE,
+                           self.passwords.monitoring)
 
     def rotate_passwords(self, new: Passwords[str], files: list[Migration]) -> ProvisionResult:
         """Change credentials on the running cluster as `make up` does after the config changed, with no restart:
@@ -358,6 +363,11 @@ class Harness:
         if new.stats != old.stats:
             self.stop_haproxy()
             self.start_haproxy()
+        if new.monitoring != old.monitoring:  # the exporter reads its password file once, at start
+            names = [self.exporter_name(m.name) for m in self.plan.members]
+            self._stop_procs(names)
+            for name in names:
+                self.restart_process(name)
         self.save()
         return result
 
@@ -388,6 +398,7 @@ class Harness:
             self._start_etcd(timeout)
             self._start_members([m for m in self.plan.members], timeout)
             self._start_haproxy(timeout)
+            self._start_exporters(list(self.plan.members))
         except BaseException:
             self.down(remove=False)
             raise
@@ -432,6 +443,28 @@ class Harness:
             url = f"https://{e.client.address}/health"
             self._wait(e.name, lambda url=url, tls=tls: rest_json(url, 2.0, tls.ca, (tls.cert, tls.key))
                        .get("health") == "true", timeout, "etcd /health to answer true")
+
+    def exporter_name(self, member: str) -> str:
+        return f"{member}-exporter"
+
+    def exporter_url(self, member: str) -> str:
+        return f"https://{self.member(member).exporter.address}/metrics"
+
+    def _start_exporters(self, members: list[Member]) -> None:
+        """A prometheus-postgres-exporter per member, on the member's host, from the rendered files. It logs in
+        per scrape, so it may start before provisioning creates its role (its pg_up is 0 until then)."""
+        binary = processes.require_binary(exporter.BINARY, "install prometheus-postgres-exporter (see .ci/run)")
+        for m in members:
+            proc = self._proc(m.name, exporter.exporter_command(self.plan, m, binary))
+            self._spawn(replace(proc, name=self.exporter_name(m.name), log=self._log(self.exporter_name(m.name))),
+                        env=self._env(self.exporter_name(m.name)))
+
+    def _env(self, name: str) -> dict[str, str] | None:
+        """The environment process `name` starts with (no secret in it: the exporter reads a password file)."""
+        if name == self.plan.balancer.name:
+            return {STATS_PASSWORD_ENV: self.passwords.stats}
+        member = next((m for m in self.plan.members if self.exporter_name(m.name) == name), None)
+        return None if member is None else exporter.exporter_env(self.plan, member)
 
     def _start_members(self, members: list[Member], timeout: float) -> None:
         """Intended leaders first, so each group bootstraps where the plan says; then the replicas."""
@@ -574,8 +607,7 @@ class Harness:
     def restart_process(self, name: str) -> None:
         """Start a stopped process again with its recorded command line (etcd keeps its data dir)."""
         proc = self.procs[name]
-        env = {STATS_PASSWORD_ENV: self.passwords.stats} if name == self.plan.balancer.name else None
-        self._spawn(Proc(name, proc.argv, proc.log, netns=proc.netns), env=env)
+        self._spawn(Proc(name, proc.argv, proc.log, netns=proc.netns), env=self._env(name))
 
     def switchover(self, leader: str, timeout: float = 60.0) -> None:
         """A planned switchover through the leader's Patroni REST API (authenticated, as unsafe endpoints are)."""
@@ -606,7 +638,8 @@ class Harness:
         members = {m.name for m in self.plan.members}
         for name in members & set(self.procs):
             self.thaw_member(name)  # SIGCONT is harmless to a running process
-        wanted = [*members, *(e.name for e in self.plan.etcd), self.plan.balancer.name]
+        wanted = [*members, *(e.name for e in self.plan.etcd), self.plan.balancer.name,
+                  *(self.exporter_name(m) for m in members)]
         dead = [name for name in wanted if name in self.procs and not self.procs[name].alive()]
         for name in dead:
             if name in members:
@@ -637,6 +670,7 @@ class Harness:
         if self.plan.host_network is not None:
             network.create(self.plan.host_network)  # only the new group's hosts are added
         self._start_members(list(self.plan.groups[group]), timeout)
+        self._start_exporters(list(self.plan.groups[group]))
         self.save()
         return group
 
@@ -647,6 +681,9 @@ class Harness:
         for name in names:  # replicas first, so the leader's shutdown does not wait for a sync standby
             self._stop_proc(name)
             del self.procs[name]  # no longer part of the cluster: nothing to revive, signal or list
+            if self.exporter_name(name) in self.procs:
+                self._stop_proc(self.exporter_name(name))
+                del self.procs[self.exporter_name(name)]
         raw = self.config.model_dump(mode="json", by_alias=True)
         raw["workers"]["groups"] -= 1
         self.config = load_config(raw).config
@@ -700,6 +737,17 @@ def prefix_range(prefix: str) -> tuple[bytes, bytes]:
     """etcd's [key, range_end) covering every key that starts with `prefix` (its last byte plus one)."""
     key = prefix.encode()
     return key, key[:-1] + bytes([key[-1] + 1])
+
+
+def _write_private(path: Path, text: str) -> None:
+    """`text` into a new file at `path`, mode 0600 from its creation, owned by the server user."""
+    user = processes.server_user()
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if user is not None:
+        os.fchown(fd, user.pw_uid, user.pw_gid)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def _reloads_with(url: str, password: str, ca_file: str) -> bool:

@@ -77,6 +77,7 @@ def provision(
     login = roles.login_password(target, previous_superuser_passwords)
     report = wait_healthy(replace(target, rw_dsn=roles.with_password(target.rw_dsn, login)), timeout=health_timeout)
     changed = roles.sync_group_roles(target, report.leaders, login)
+    changed += roles.sync_monitoring_role(target, report.leaders)
     with citus.connect(target.rw_dsn) as conn:
         result = ProvisionResult(citus_version=citus.require_citus(conn), passwords_changed=changed)
         before = {row.group for row in citus.nodes(conn)}

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cluster.plan import REPLICATION_USER, SUPERUSER
+from cluster.plan import MONITORING_USER, REPLICATION_USER, SUPERUSER
 from cluster.provision import citus
 from cluster.provision.citus import ProvisionError
 from cluster.provision.migrations import SETTINGS_TABLE, TABLE
@@ -146,6 +146,28 @@ def sync_group_roles(target: ClusterTarget, leaders: dict[int, str], superuser_d
                 changed.append(f"group {member.group}: {REPLICATION_USER} password")
             if set_authinfo_password(conn, SUPERUSER, target.superuser_password):
                 changed.append(f"group {member.group}: pg_dist_authinfo for {SUPERUSER}")
+    return changed
+
+
+def sync_monitoring_role(target: ClusterTarget, leaders: dict[int, str]) -> list[str]:
+    """The exporters' role on every group's leader (each group is its own PostgreSQL cluster): its password, the
+    predefined pg_monitor (statistics, pg_ls_waldir; nothing it could write), and its password in
+    pg_dist_authinfo, since citus_shards asks the workers for shard sizes as the role that queries it."""
+    if not target.monitoring_password:
+        return []
+    changed = []
+    for member in group_leaders(target, leaders):
+        with citus.connect(member.dsn) as conn:
+            if set_password(conn, MONITORING_USER, target.monitoring_password, propagate=False):
+                changed.append(f"group {member.group}: {MONITORING_USER} password")
+            granted = conn.execute("SELECT pg_has_role(%s, 'pg_monitor', 'MEMBER')", (MONITORING_USER,)).fetchone()
+            if granted != (True,):
+                with conn.transaction():
+                    conn.execute("SET LOCAL citus.enable_create_role_propagation = off")
+                    conn.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(MONITORING_USER)))
+                changed.append(f"group {member.group}: pg_monitor granted to {MONITORING_USER}")
+            if set_authinfo_password(conn, MONITORING_USER, target.monitoring_password, add=True):
+                changed.append(f"group {member.group}: pg_dist_authinfo for {MONITORING_USER}")
     return changed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cluster.plan import Plan
 from cluster.render.dockerfile import image_spec, render_dockerfile
 from cluster.render.etcd import etcd_command
+from cluster.render.exporter import render_queries
 from cluster.render.haproxy import render_haproxy
 from cluster.render.patroni import (
     CONFIG_FILE,
@@ -39,4 +40,5 @@ def render_files(plan: Plan) -> dict[str, str]:
             name = pgbackrest_config_path(member).rsplit("/", 1)[1]
             files[f"patroni/{member.name}/{name}"] = render_pgbackrest(plan, member)
     files |= {f"prometheus/{name}": text for name, text in render_prometheus(plan).items()}
+    files["exporter/queries.yml"] = render_queries(plan)  # every member's prometheus-postgres-exporter
     return files

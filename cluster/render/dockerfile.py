@@ -10,7 +10,16 @@ import hashlib
 from dataclasses import dataclass
 
 from cluster.config.versions import POSTGIS_UNPINNED, citus_image_tag
-from cluster.plan import DATABASE_UID, DOCKER_BACKUP_MOUNT, DOCKER_DATA_MOUNT, PATRONI_CONFIG_DIR, PATRONI_VENV, Plan
+from cluster.plan import (
+    DATABASE_UID,
+    DOCKER_BACKUP_MOUNT,
+    DOCKER_DATA_MOUNT,
+    PATRONI_CONFIG_DIR,
+    PATRONI_VENV,
+    PROMETHEUS_CONFIG_DIR,
+    PROMETHEUS_DATA_MOUNT,
+    Plan,
+)
 from cluster.render.pgbackrest import DOCKER_LOG_DIR
 
 CITUS_IMAGE = "citusdata/citus"
@@ -65,6 +74,36 @@ USER postgres
 STOPSIGNAL SIGINT
 ENTRYPOINT ["{PATRONI_VENV}/bin/patroni", "{PATRONI_CONFIG_DIR}"]
 """
+
+
+def render_monitoring_dockerfile(plan: Plan) -> str:
+    """Prometheus and prometheus-postgres-exporter from Debian's archive, on the same base as the database image
+    (the only registry image the stack needs besides etcd's and HAProxy's): one image for the exporter beside each
+    member and the Prometheus container. Runs as postgres, which owns the TSDB directory."""
+    v = plan.config.versions
+    base = f"{CITUS_IMAGE}:{citus_image_tag(v.citus, v.postgres)}"
+    return f"""\
+# Rendered by citus-cluster from the stack config (monitoring.enabled); edit the config, not this file.
+FROM {base}
+
+USER root
+RUN set -eux; \\
+    apt-get update; \\
+    apt-get install -y --no-install-recommends prometheus prometheus-postgres-exporter; \\
+    rm -rf /var/lib/apt/lists/*; \\
+    mkdir -p {PROMETHEUS_DATA_MOUNT} {PROMETHEUS_CONFIG_DIR}; \\
+    chown postgres:postgres {PROMETHEUS_DATA_MOUNT} {PROMETHEUS_CONFIG_DIR}; \\
+    prometheus --version; prometheus-postgres-exporter --version
+
+USER postgres
+ENTRYPOINT []
+"""
+
+
+def monitoring_image_spec(plan: Plan) -> ImageSpec:
+    dockerfile = render_monitoring_dockerfile(plan)
+    digest = hashlib.sha256(dockerfile.encode()).hexdigest()[:12]
+    return ImageSpec(dockerfile=dockerfile, repository=f"{plan.config.name}-monitoring", tag=digest)
 
 
 def image_spec(plan: Plan) -> ImageSpec:

@@ -2,7 +2,8 @@
 
 HAProxy never guesses who leads: it asks every coordinator member's Patroni (`GET /primary` answers 200 on
 the leader only, `GET /replica` on healthy replicas) once a second and routes accordingly. Those checks speak
-HTTPS and verify Patroni's certificate against the cluster CA and the member's name; the stats page is HTTPS.
+HTTPS and verify Patroni's certificate against the cluster CA and the member's name; the stats page is HTTPS,
+and serves HAProxy's built-in Prometheus exporter at /metrics behind the same credential.
 PostgreSQL traffic passes through in TCP mode, so TLS runs end to end between the client and the member.
 """
 
@@ -12,6 +13,8 @@ from cluster.plan import STATS_USER, Member, Plan
 from cluster.tls import TlsPaths
 
 STATS_PASSWORD_ENV = "HAPROXY_STATS_PASSWORD"
+METRICS_PATH = "/metrics"  # HAProxy's built-in Prometheus exporter, on the stats listener (HTTPS, basic auth)
+STATS_USERLIST = "stats_users"
 
 # Health-check cadence: a dead leader is out of rotation after FALL * INTER; its sessions are cut at once
 # (on-marked-down shutdown-sessions) so clients reconnect to the new leader instead of hanging.
@@ -73,9 +76,16 @@ def render_haproxy(plan: Plan) -> str:
         *_any_node(plan),
         *_backend(PRIMARY_BACKEND, "/primary", "first", coordinators),
         *_backend(REPLICAS_BACKEND, "/replica", "leastconn", coordinators),
+        # The stats credential guards /metrics too (Prometheus sends it from a password file): the exporter
+        # answers before the stats page would ask, so the check is explicit.
+        f"userlist {STATS_USERLIST}",
+        f'    user {STATS_USER} insecure-password "${{{STATS_PASSWORD_ENV}}}"',
+        "",
         "listen stats",
         f"    bind {b.stats.bind} ssl crt {tls.pem}",
         "    mode http",
+        f"    http-request auth realm metrics if {{ path {METRICS_PATH} }} !{{ http_auth({STATS_USERLIST}) }}",
+        f"    http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }}",
         "    stats enable",
         "    stats uri /",
         "    stats refresh 5s",

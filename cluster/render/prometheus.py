@@ -1,13 +1,15 @@
-"""Prometheus files for the cluster: a scrape config (every member's Patroni /metrics, every etcd member's
-/metrics) and alert rules on Patroni's metrics. Pure: plan in, YAML out (`python -m cluster render` writes them
-under prometheus/).
+"""Prometheus files for the cluster: a scrape config (every member's Patroni /metrics and
+prometheus-postgres-exporter, HAProxy's built-in exporter, every etcd member's /metrics) and alert rules on those
+metrics. Pure: plan in, YAML out (`python -m cluster render` writes them under prometheus/).
 
 Patroni labels its metrics with scope and member name only, so the scrape config adds what the rules need per
-target: `citus_group`, `member`, and `has_standby` (the group was planned with more than one member).
+target: `citus_group`, `member`, `postgres` (host:port as Citus registers the member) and `has_standby` (the group
+was planned with more than one member). Exporter targets get `citus_group` and `member`.
 
-Every endpoint speaks verified TLS only: Patroni's REST API over HTTPS checked against the cluster CA, etcd also
-wanting a client certificate of that CA. The files are named relative to prometheus.yml: put the CA there
-(`python -m cluster ca --out prometheus/ca.crt`) and, for etcd, a certificate and key the CA issued.
+Every endpoint speaks verified TLS only: Patroni's REST API and the exporters over HTTPS checked against the
+cluster CA, HAProxy's /metrics also wanting the stats credential, etcd a client certificate of that CA. The files
+are named relative to prometheus.yml: put the CA there (`python -m cluster ca --out prometheus/ca.crt`), the stats
+password in haproxy-stats.password and, for etcd, a certificate and key the CA issued.
 """
 
 from __future__ import annotations
@@ -16,38 +18,77 @@ from typing import Any
 
 import yaml
 
-from cluster.plan import Plan
+from cluster.plan import PROMETHEUS_CONFIG_DIR, STATS_USER, Plan
+from cluster.render.exporter import render_web_config_for
+from cluster.render.haproxy import METRICS_PATH
 from cluster.render.patroni import MAXIMUM_LAG_ON_FAILOVER
+from cluster.tls import TlsPaths
 
 RULES_FILE = "alerts.yml"
 CA_FILE = "ca.crt"
 CLIENT_CERT, CLIENT_KEY = "client.crt", "client.key"  # etcd's client-cert-auth covers /metrics too
+STATS_PASSWORD_FILE = "haproxy-stats.password"  # HAProxy's stats password, for its /metrics
 SCRAPE_FILE = "prometheus.yml"
 PATRONI_JOB = "patroni"
+EXPORTER_JOB = "postgres"
+HAPROXY_JOB = "haproxy"
 ETCD_JOB = "etcd"
 LEADER_CHANGE_WINDOW = "5m"  # a leader change stays visible this long, then the alert resolves by itself
+# Shards: the rebalancer's own default threshold (by shard count, 10 %); bytes get more slack since shards of a
+# spatially distributed table hold as much as their cells do. `python -m cluster status` judges by the same.
+SHARD_COUNT_SKEW = 0.10
+SHARD_BYTES_SKEW = 0.50
+# Shards are judged only once the worker groups hold this much: a young cluster's few rows are never "skewed".
+SKEW_FLOOR_BYTES = 64 * 1024 * 1024
+DISK_FREE_RATIO = 0.10  # less free than this on a data directory's filesystem: critical
+DISK_TREND_WINDOW, DISK_HORIZON_HOURS = "1h", 4  # full within 4 h at the last hour's rate: warning
+WAL_PILE_FACTOR = 3  # pg_wal beyond this many times max_wal_size: WAL is kept for something that is not coming
 
 
-def scrape_config(plan: Plan) -> dict[str, Any]:
+def exporters_run(plan: Plan) -> bool:
+    """The harness always runs the exporters; the Docker stack only with monitoring.enabled."""
+    return plan.layout == "local" or plan.config.monitoring.enabled
+
+
+def scrape_config(plan: Plan, paths: dict[str, str] | None = None) -> dict[str, Any]:
+    """`paths` places the files the config names (CA_FILE, CLIENT_CERT, CLIENT_KEY, STATS_PASSWORD_FILE) elsewhere
+    than beside prometheus.yml, as the Prometheus container does."""
+    at = {name: name for name in (CA_FILE, CLIENT_CERT, CLIENT_KEY, STATS_PASSWORD_FILE)} | (paths or {})
     patroni = [
         {
             "targets": [m.api.address],
-            "labels": {"citus_group": str(m.group), "member": m.name,
+            "labels": {"citus_group": str(m.group), "member": m.name, "postgres": m.postgres.address,
                        "has_standby": str(len(plan.groups[m.group]) > 1).lower()},
         }
         for m in plan.members
     ]
+    exporters = [{"targets": [m.exporter.address], "labels": {"citus_group": str(m.group), "member": m.name}}
+                 for m in plan.members]
+    b = plan.balancer
+    jobs = [
+        {"job_name": PATRONI_JOB, "metrics_path": "/metrics", "scheme": "https",
+         "tls_config": {"ca_file": at[CA_FILE]}, "static_configs": patroni},
+        *([{"job_name": EXPORTER_JOB, "metrics_path": "/metrics", "scheme": "https",
+            "tls_config": {"ca_file": at[CA_FILE]}, "static_configs": exporters}] if exporters_run(plan) else []),
+        {"job_name": HAPROXY_JOB, "metrics_path": METRICS_PATH, "scheme": "https",
+         "tls_config": {"ca_file": at[CA_FILE]},
+         "basic_auth": {"username": STATS_USER, "password_file": at[STATS_PASSWORD_FILE]},
+         "static_configs": [{"targets": [b.stats.address], "labels": {"member": b.name}}]},
+        {"job_name": ETCD_JOB, "scheme": "https",
+         "tls_config": {"ca_file": at[CA_FILE], "cert_file": at[CLIENT_CERT], "key_file": at[CLIENT_KEY]},
+         "static_configs": [{"targets": [e.client.address], "labels": {"member": e.name}} for e in plan.etcd]},
+        *pgbouncer_jobs(plan),
+    ]
     return {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
         "rule_files": [RULES_FILE],
-        "scrape_configs": [
-            {"job_name": PATRONI_JOB, "metrics_path": "/metrics", "scheme": "https",
-             "tls_config": {"ca_file": CA_FILE}, "static_configs": patroni},
-            {"job_name": ETCD_JOB, "scheme": "https",
-             "tls_config": {"ca_file": CA_FILE, "cert_file": CLIENT_CERT, "key_file": CLIENT_KEY},
-             "static_configs": [{"targets": [e.client.address], "labels": {"member": e.name}} for e in plan.etcd]},
-        ],
+        "scrape_configs": jobs,
     }
+
+
+def pgbouncer_jobs(plan: Plan) -> list[dict[str, Any]]:
+    """Hook for PgBouncer's exporter (issue 15 item 1): none until PgBouncer is in the plan."""
+    return []
 
 
 def alert_rules(plan: Plan) -> dict[str, Any]:
@@ -75,7 +116,58 @@ def alert_rules(plan: Plan) -> dict[str, Any]:
         _alert("CitusMaintenanceMode", f"patroni_is_paused{{{job}}} == 1", "10m", "warning",
                "Patroni is paused on {{ $labels.member }}: no automatic failover"),
     ]
+    if exporters_run(plan):
+        rules += exporter_alerts(plan)
     return {"groups": [{"name": f"citus-cluster-{plan.scope}", "rules": rules}]}
+
+
+def exporter_alerts(plan: Plan) -> list[dict[str, Any]]:
+    """Alerts on the exporters' Citus queries (cluster/render/exporter.py)."""
+    job, patroni = f'job="{EXPORTER_JOB}"', f'job="{PATRONI_JOB}"'
+    # pg_dist_node's primaries, relabelled as Patroni's targets are: group id and host:port as Citus registers it.
+    registered = (f'label_replace(label_replace(citus_node_primary{{{job}}} == 1, "citus_group", "$1", "group_id", '
+                  '"(.*)"), "postgres", "$1", "node", "(.*)")')
+    workers = f'{{{job},role="primary",group_id!="0"}}'
+    rules = [
+        _alert("CitusDistNodeOutOfStep",
+               f"max by (citus_group, member, postgres) (patroni_primary{{{patroni}}} == 1) "
+               f"unless on (citus_group, postgres) {registered} "
+               f"and on () count(citus_node_primary{{{job}}}) > 0", "30s", "critical",
+               "pg_dist_node does not name {{ $labels.member }} ({{ $labels.postgres }}), Patroni's leader of group "
+               "{{ $labels.citus_group }}, as the group's primary: Citus sends the group's queries elsewhere "
+               "(Patroni's coordinator updates it each heartbeat; if it stays, run `python -m cluster provision`)"),
+        _alert("CitusShardCountSkew",
+               f"(max(citus_node_shards{workers}) - min(citus_node_shards{workers})) "
+               f"/ avg(citus_node_shards{workers}) > {SHARD_COUNT_SKEW}", "15m", "warning",
+               "worker groups hold unequal shard counts (spread {{ $value | humanizePercentage }}): run "
+               "`python -m cluster provision --rebalance`"),
+        _alert("CitusShardBytesSkew",
+               f"(max(citus_node_bytes{workers}) - min(citus_node_bytes{workers})) "
+               f"/ avg(citus_node_bytes{workers}) > {SHARD_BYTES_SKEW} "
+               f"and on () sum(citus_node_bytes{workers}) > {SKEW_FLOOR_BYTES}", "30m", "warning",
+               "worker groups hold unequal bytes (spread {{ $value | humanizePercentage }}): hot cells or tenants; "
+               "rebalance by disk size (rebalance_strategy 'by_disk_size')"),
+        _alert("CitusDiskFilling",
+               f"citus_disk_available_bytes{{{job}}} / citus_disk_total_bytes{{{job}}} < {DISK_FREE_RATIO}", "5m",
+               "critical", "{{ $labels.member }}'s data directory has {{ $value | humanizePercentage }} of its disk "
+               "free: PostgreSQL stops when it is full"),
+        _alert("CitusDiskFullSoon",
+               f"predict_linear(citus_disk_available_bytes{{{job}}}[{DISK_TREND_WINDOW}], {DISK_HORIZON_HOURS} * 3600)"
+               " < 0", "15m", "warning",
+               "{{ $labels.member }}'s data directory fills within " f"{DISK_HORIZON_HOURS} hours at the rate of the "
+               f"last {DISK_TREND_WINDOW}"),
+        _alert("CitusWalFillingDisk",
+               f"citus_wal_bytes{{{job}}} > {WAL_PILE_FACTOR} * citus_wal_max_bytes{{{job}}}", "10m", "critical",
+               "{{ $labels.member }} keeps {{ $value | humanize1024 }}B of WAL, more than "
+               f"{WAL_PILE_FACTOR} x max_wal_size: a failing archive or a stuck replication slot is filling its "
+               "disk"),
+    ]
+    if plan.config.backups.enabled:
+        rules.append(_alert(
+            "CitusArchiveFailing", f"citus_archiver_failing{{{job}}} == 1", "5m", "critical",
+            "{{ $labels.member }} cannot archive WAL (pgBackRest archive-push fails): point-in-time recovery "
+            "stops at the last archived segment and pg_wal grows until it succeeds"))
+    return rules
 
 
 def _alert(name: str, expr: str, after: str, severity: str, summary: str) -> dict[str, Any]:
@@ -83,9 +175,23 @@ def _alert(name: str, expr: str, after: str, severity: str, summary: str) -> dic
             "annotations": {"summary": summary}}
 
 
-def render_prometheus(plan: Plan) -> dict[str, str]:
-    """The two files, by name: prometheus.yml and the rules it loads."""
-    return {SCRAPE_FILE: _yaml(scrape_config(plan)), RULES_FILE: _yaml(alert_rules(plan))}
+def render_prometheus(plan: Plan, paths: dict[str, str] | None = None) -> dict[str, str]:
+    """The two files, by name: prometheus.yml and the rules it loads (the TLS files and the stats password
+    file it names are the user's to put beside them, unless `paths` says where they are)."""
+    return {SCRAPE_FILE: _yaml(scrape_config(plan, paths)), RULES_FILE: _yaml(alert_rules(plan))}
+
+
+WEB_FILE = "web.yml"
+
+
+def container_files(plan: Plan) -> dict[str, str]:
+    """The Prometheus container's files by name inside PROMETHEUS_CONFIG_DIR: the scrape config pointing at the
+    TLS files its own certificate is uploaded as (DOCKER_TLS_DIR) and the password file beside it, the rules, and
+    its HTTPS web config (the same exporter-toolkit format as the exporters')."""
+    paths = TlsPaths(plan.prometheus_tls_dir)
+    files = render_prometheus(plan, {CA_FILE: paths.ca, CLIENT_CERT: paths.cert, CLIENT_KEY: paths.key,
+                                     STATS_PASSWORD_FILE: f"{PROMETHEUS_CONFIG_DIR}/{STATS_PASSWORD_FILE}"})
+    return {**files, WEB_FILE: render_web_config_for(paths)}
 
 
 def _yaml(document: dict[str, Any]) -> str:

@@ -16,15 +16,15 @@ from cluster.provision.citus import NodeRow
 from cluster.render.haproxy import LEADERS_BACKEND, PRIMARY_BACKEND, REPLICAS_BACKEND
 from cluster.render.patroni import MAXIMUM_LAG_ON_FAILOVER
 
+# Shards: how uneven is too uneven, the same for this screen and the alert rules (defined with those).
+from cluster.render.prometheus import SHARD_BYTES_SKEW as SHARD_BYTES_SKEW
+from cluster.render.prometheus import SHARD_COUNT_SKEW as SHARD_COUNT_SKEW
+
 Severity = Literal["error", "warning"]
 
 # Patroni's names for a member that holds its group's leader key (older releases: master).
 LEADER_ROLES = frozenset({"leader", "primary", "master", "standby_leader"})
 RUNNING_STATES = frozenset({"running", "streaming"})
-# Shards: the rebalancer's own default threshold (by shard count, 10 %); bytes get more slack since shards of a
-# spatially distributed table hold as much as their cells do.
-SHARD_COUNT_SKEW = 0.10
-SHARD_BYTES_SKEW = 0.50
 
 
 @dataclass(frozen=True)

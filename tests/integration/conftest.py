@@ -33,7 +33,7 @@ SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 def harness_missing() -> str | None:
     """Why the harness cannot run on this machine, or None."""
-    missing = [tool for tool in ("etcd", "haproxy") if shutil.which(tool) is None]
+    missing = [tool for tool in ("etcd", "haproxy", "prometheus-postgres-exporter") if shutil.which(tool) is None]
     try:
         local_postgres()
     except HarnessError:

@@ -5,59 +5,23 @@ are back the member and standby alerts resolve."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from cluster.local import processes
-from cluster.local.harness import Harness, free_ports
-from cluster.render.prometheus import CA_FILE, CLIENT_CERT, CLIENT_KEY, RULES_FILE, SCRAPE_FILE, render_prometheus
-from cluster.tls import TlsPaths
+from cluster.local.harness import Harness
+from tests.support.prometheus import running_prometheus
 
 pytestmark = [pytest.mark.citus, pytest.mark.slow]
 
 
 @pytest.fixture
 def prometheus(harness: Harness, tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus missing (Debian package prometheus, .ci/run installs it)")
-    files = render_prometheus(harness.plan)
-    config = yaml.safe_load(files[SCRAPE_FILE])
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}  # drill speed, same rules
-    (tmp_path / SCRAPE_FILE).write_text(yaml.safe_dump(config))
-    (tmp_path / RULES_FILE).write_text(files[RULES_FILE])
-    # The TLS files the scrape config names: the cluster CA, and for etcd a certificate of that CA (an etcd
-    # member's own, which is good for client auth too).
-    etcd_tls = TlsPaths(harness.plan.etcd[0].tls_dir)
-    for name, source in ((CA_FILE, harness.ca_file), (CLIENT_CERT, etcd_tls.cert), (CLIENT_KEY, etcd_tls.key)):
-        shutil.copyfile(source, tmp_path / name)
-    port = free_ports(1)[0]
-    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen([binary, f"--config.file={tmp_path / SCRAPE_FILE}", f"--storage.tsdb.path={tmp_path}/db",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert processes.wait_for(lambda: _ready(url), 30), (tmp_path / "prometheus.log").read_text()[-2000:]
+    with running_prometheus(harness, tmp_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def firing(url: str) -> set[tuple[str, str]]:

@@ -15,8 +15,8 @@ import yaml
 
 from cluster import tls
 from cluster.config import load_config
-from cluster.plan import DockerLayout, Plan, build_plan
-from cluster.render import render_haproxy, render_patroni, render_patroni_secrets
+from cluster.plan import PROMETHEUS_CONFIG_DIR, DockerLayout, Plan, build_plan
+from cluster.render import exporter, prometheus, render_haproxy, render_patroni, render_patroni_secrets
 from cluster.secrets import Passwords
 from tests.support.patroni_check import validate_patroni_dir
 
@@ -83,7 +83,7 @@ def test_patroni_validator_accepts_every_member(name: str, tmp_path: Path) -> No
         directory = tmp_path / member.name
         directory.mkdir()
         (directory / "10-patroni.yml").write_text(render_patroni(plan, member))
-        (directory / "90-secrets.yml").write_text(render_patroni_secrets(Passwords("a", "b", "c", "d", "e")))
+        (directory / "90-secrets.yml").write_text(render_patroni_secrets(Passwords("a", "b", "c", "d", "e", "f")))
         assert validate_patroni_dir(directory, cluster_hosts, image_bin_dir=plan.bin_dir) == [], member.name
 
 
@@ -149,3 +149,33 @@ def test_make_up_without_pulumi_or_docker_names_what_is_missing(tmp_path: Path) 
     assert result.returncode != 0
     assert "Pulumi CLI" in result.stderr and "running Docker daemon" in result.stderr, result.stderr
     assert "pulumi up" not in result.stdout
+
+
+needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing (.ci/run installs it)")
+
+
+@needs_promtool
+def test_prometheus_container_files_pass_promtool(tmp_path: Path) -> None:
+    """What the Prometheus container gets (monitoring.enabled): scrape config, rules and HTTPS web config, with
+    its real certificate files where the layout says and the config directory moved here."""
+    plan = docker_plan_with_certificates({"monitoring": {"enabled": True}}, tmp_path / "tls")
+    config_dir = tmp_path / "prometheus"
+    config_dir.mkdir()
+    for name, text in prometheus.container_files(plan).items():
+        (config_dir / name).write_text(text.replace(PROMETHEUS_CONFIG_DIR, str(config_dir)))
+    (config_dir / prometheus.STATS_PASSWORD_FILE).write_text("x")
+    for args in (["check", "config", prometheus.SCRAPE_FILE], ["check", "rules", prometheus.RULES_FILE],
+                 ["check", "web-config", prometheus.WEB_FILE]):
+        done = subprocess.run(["promtool", *args], cwd=config_dir, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_promtool
+def test_exporter_web_config_passes_promtool(tmp_path: Path) -> None:
+    """The exporters' web config is the exporter toolkit's format, which promtool checks (certificate and key)."""
+    plan = docker_plan_with_certificates({"monitoring": {"enabled": True}}, tmp_path / "tls")
+    for member in plan.members[:2]:
+        (tmp_path / "web.yml").write_text(exporter.render_web_config(member))
+        done = subprocess.run(["promtool", "check", "web-config", "web.yml"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr

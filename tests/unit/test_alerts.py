@@ -25,8 +25,10 @@ from cluster.render.prometheus import (
     scrape_config,
 )
 
-PLAN = build_plan(load_config({"coordinator": {"members": 1}}).config)  # group 0 has no standby to miss
+# Group 0 has no standby to miss; monitoring on, so the exporters' alerts are rendered too.
+PLAN = build_plan(load_config({"coordinator": {"members": 1}, "monitoring": {"enabled": True}}).config)
 GROUP_1 = {"w0": "citus-worker1-0", "w1": "citus-worker1-1"}
+COORDINATOR = "citus-coordinator-0"
 
 
 def promtool() -> str:
@@ -46,13 +48,30 @@ def run(*args: str, cwd: Path) -> str:
 
 def series(metric: str, member: str, values: str, group: str = "1", has_standby: str = "true") -> dict[str, str]:
     labels = (f'job="patroni",instance="{member}:8008",citus_group="{group}",member="{member}",'
-              f'has_standby="{has_standby}"')
+              f'postgres="{member}:5432",has_standby="{has_standby}"')
     return {"series": f"{metric}{{{labels}}}", "values": values}
+
+
+def exported(metric: str, values: str, member: str = COORDINATOR, group: str = "0", **labels: str) -> dict[str, str]:
+    """A series from member's prometheus-postgres-exporter (the Citus queries' labels in `labels`)."""
+    extra = "".join(f',{k}="{v}"' for k, v in labels.items())
+    text = f'job="postgres",instance="{member}:9187",citus_group="{group}",member="{member}"{extra}'
+    return {"series": f"{metric}{{{text}}}", "values": values}
+
+
+def node(metric: str, group: int, values: str, member: str | None = None) -> dict[str, str]:
+    """citus_node_* of one pg_dist_node primary, as the coordinator leader's exporter reports it."""
+    member = member or f"citus-worker{group}-0"
+    return exported(metric, values, group_id=str(group), node=f"{member}:5432", role="primary")
 
 
 def target_labels(member: str, group: str = "1") -> dict[str, str]:
     return {"job": "patroni", "instance": f"{member}:8008", "citus_group": group, "member": member,
-            "has_standby": "true"}
+            "postgres": f"{member}:5432", "has_standby": "true"}
+
+
+def exporter_labels(member: str, group: str) -> dict[str, str]:
+    return {"job": "postgres", "instance": f"{member}:9187", "citus_group": group, "member": member}
 
 
 def alerts_at(at: str, name: str, expected: list[dict[str, Any]]) -> dict[str, Any]:
@@ -75,14 +94,22 @@ def rendered(tmp_path: Path) -> Path:
 
 
 def test_scrape_config_and_rules_are_valid(rendered: Path) -> None:
-    assert "SUCCESS: 6 rules found" in run("check", "rules", RULES_FILE, cwd=rendered)
+    assert "SUCCESS: 13 rules found" in run("check", "rules", RULES_FILE, cwd=rendered)
     run("check", "config", SCRAPE_FILE, cwd=rendered)
 
 
 def test_scrape_config_labels_every_member_with_its_group() -> None:
-    targets = scrape_config(PLAN)["scrape_configs"][0]["static_configs"]
+    jobs = {job["job_name"]: job for job in scrape_config(PLAN)["scrape_configs"]}
+    assert list(jobs) == ["patroni", "postgres", "haproxy", "etcd"]
+    targets = jobs["patroni"]["static_configs"]
     assert [t["labels"]["member"] for t in targets] == [m.name for m in PLAN.members]
     assert [t["targets"] for t in targets] == [[m.api.address] for m in PLAN.members]
+    assert [t["labels"]["postgres"] for t in targets] == [f"{m.name}:5432" for m in PLAN.members]
+    exporters = jobs["postgres"]["static_configs"]
+    assert [t["targets"] for t in exporters] == [[f"{m.name}:9187"] for m in PLAN.members]
+    assert jobs["postgres"]["scheme"] == "https" and jobs["postgres"]["tls_config"] == {"ca_file": CA_FILE}
+    assert jobs["haproxy"]["static_configs"][0]["targets"] == ["citus-haproxy:7000"]
+    assert jobs["haproxy"]["basic_auth"] == {"username": "admin", "password_file": "haproxy-stats.password"}
     assert {t["labels"]["has_standby"] for t in targets if t["labels"]["citus_group"] == "0"} == {"false"}
     assert {t["labels"]["has_standby"] for t in targets if t["labels"]["citus_group"] == "1"} == {"true"}
 
@@ -94,7 +121,7 @@ def test_every_alert_fires_in_its_drill_and_not_otherwise(rendered: Path) -> Non
             "interval": "15s",
             "input_series": [
                 {"series": f'up{{job="patroni",instance="{w0}:8008",citus_group="1",member="{w0}",'
-                           'has_standby="true"}', "values": "1x3 0x7 1x30"},
+                           f'postgres="{w0}:5432",has_standby="true"}}', "values": "1x3 0x7 1x30"},
                 series("patroni_primary", w0, "1x3 _x7 0x30"),
                 series("patroni_primary", w1, "0x5 _x0 0x0 1x34"),
                 series("patroni_postgres_streaming", w1, "1x5 0x35"),
@@ -142,6 +169,130 @@ def test_every_alert_fires_in_its_drill_and_not_otherwise(rendered: Path) -> Non
             ],
         },
     ]
+    tests += exporter_drills()
     document = {"rule_files": [RULES_FILE], "evaluation_interval": "15s", "tests": tests}
     (rendered / "tests.yml").write_text(yaml.safe_dump(document))
     assert "SUCCESS" in run("test", "rules", "tests.yml", cwd=rendered)
+
+
+def exporter_drills() -> list[dict[str, Any]]:
+    """The alerts on the exporters' Citus queries, each fired by its fault and silent without it."""
+    w0, w1 = GROUP_1["w0"], GROUP_1["w1"]
+    out_of_step = (
+        "pg_dist_node does not name {m} ({m}:5432), Patroni's leader of group 1, as the group's primary: Citus sends "
+        "the group's queries elsewhere (Patroni's coordinator updates it each heartbeat; if it stays, run "
+        "`python -m cluster provision`)"
+    )
+    return [
+        {   # group 1 fails over to w1 at 1 min; pg_dist_node still names w0 until 3 min. Group 2 stays in step.
+            "interval": "15s",
+            "input_series": [
+                series("patroni_primary", w0, "1x3 0x36"),
+                series("patroni_primary", w1, "0x3 1x36"),
+                series("patroni_primary", "citus-worker2-0", "1x39", group="2"),
+                node("citus_node_primary", 1, "1x11 0x28", member=w0),
+                node("citus_node_primary", 1, "0x11 1x28", member=w1),
+                node("citus_node_primary", 2, "1x39"),
+            ],
+            "alert_rule_test": [
+                alerts_at("45s", "CitusDistNodeOutOfStep", []),
+                alerts_at("1m15s", "CitusDistNodeOutOfStep", []),  # not for 30 s yet: Patroni's coordinator may
+                alerts_at("2m", "CitusDistNodeOutOfStep", [annotated(  # still be catching up
+                    out_of_step.format(m=w1), severity="critical", citus_group="1", member=w1,
+                    postgres=f"{w1}:5432")]),
+                alerts_at("4m", "CitusDistNodeOutOfStep", []),
+            ],
+        },
+        {   # no exporter answers at all: the check stays quiet (nothing to compare), it does not cry wolf
+            "interval": "15s",
+            "input_series": [series("patroni_primary", w0, "1x20")],
+            "alert_rule_test": [alerts_at("3m", "CitusDistNodeOutOfStep", [])],
+        },
+        {   # at 10 min a shard moves around: counts 4/4/4 -> 6/4/2 and bytes 100/100/100 -> 300/100/100 MB; a
+            # small cluster's uneven bytes (10/1/1 MB) stay under the floor
+            "interval": "1m",
+            "input_series": [
+                node("citus_node_shards", 1, "4x9 6x40"),
+                node("citus_node_shards", 2, "4x49"),
+                node("citus_node_shards", 3, "4x9 2x40"),
+                node("citus_node_shards", 0, "0x49", member=COORDINATOR),  # the coordinator's group holds none
+                node("citus_node_bytes", 1, "100000000x9 300000000x40"),
+                node("citus_node_bytes", 2, "100000000x49"),
+                node("citus_node_bytes", 3, "100000000x49"),
+            ],
+            "alert_rule_test": [
+                alerts_at("9m", "CitusShardCountSkew", []),
+                alerts_at("20m", "CitusShardCountSkew", []),
+                alerts_at("26m", "CitusShardCountSkew", [annotated(
+                    "worker groups hold unequal shard counts (spread 100%): run `python -m cluster provision "
+                    "--rebalance`", severity="warning")]),
+                alerts_at("30m", "CitusShardBytesSkew", []),
+                alerts_at("41m", "CitusShardBytesSkew", [annotated(
+                    "worker groups hold unequal bytes (spread 120%): hot cells or tenants; rebalance by disk size "
+                    "(rebalance_strategy 'by_disk_size')", severity="warning")]),
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                node("citus_node_bytes", 1, "10000000x49"),
+                node("citus_node_bytes", 2, "1000000x49"),
+                node("citus_node_bytes", 3, "1000000x49"),
+            ],
+            "alert_rule_test": [alerts_at("45m", "CitusShardBytesSkew", [])],
+        },
+        {   # w0's disk: 100 GiB with 50 GiB free, then 1 GiB lost a minute from 10 min; w1 steady at 50 % free
+            "interval": "1m",
+            "input_series": [
+                exported("citus_disk_total_bytes", "107374182400x120", member=w0, group="1"),
+                exported("citus_disk_available_bytes", "53687091200x9 53687091200-1073741824x110", member=w0,
+                         group="1"),
+                exported("citus_disk_total_bytes", "107374182400x120", member=w1, group="1"),
+                exported("citus_disk_available_bytes", "53687091200x120", member=w1, group="1"),
+            ],
+            "alert_rule_test": [
+                alerts_at("20m", "CitusDiskFullSoon", []),  # -1 GiB/min only for 10 min: not yet 15 min of it
+                alerts_at("40m", "CitusDiskFullSoon", [annotated(
+                    f"{w0}'s data directory fills within 4 hours at the rate of the last 1h", severity="warning",
+                    **exporter_labels(w0, "1"))]),
+                alerts_at("40m", "CitusDiskFilling", []),
+                alerts_at("55m", "CitusDiskFilling", []),  # under 10 % free from 51 min: not for 5 min yet
+                alerts_at("57m", "CitusDiskFilling", [annotated(
+                    f"{w0}'s data directory has 3% of its disk free: PostgreSQL stops when it is full",
+                    severity="critical", **exporter_labels(w0, "1"))]),
+            ],
+        },
+        {   # w0's archive starts failing at 2 min; from 5 min its WAL piles up to 5 GiB against max_wal_size 1 GiB
+            "interval": "1m",
+            "input_series": [
+                exported("citus_archiver_failing", "0x1 1x30", member=w0, group="1"),
+                exported("citus_archiver_failing", "0x31", member=w1, group="1"),
+                exported("citus_wal_bytes", "1073741824x4 5368709120x26", member=w0, group="1"),
+                exported("citus_wal_max_bytes", "1073741824x30", member=w0, group="1"),
+                exported("citus_wal_bytes", "1073741824x30", member=w1, group="1"),
+                exported("citus_wal_max_bytes", "1073741824x30", member=w1, group="1"),
+            ],
+            "alert_rule_test": [
+                alerts_at("5m", "CitusArchiveFailing", []),
+                alerts_at("8m", "CitusArchiveFailing", [annotated(
+                    f"{w0} cannot archive WAL (pgBackRest archive-push fails): point-in-time recovery stops at the "
+                    "last archived segment and pg_wal grows until it succeeds", severity="critical",
+                    **exporter_labels(w0, "1"))]),
+                alerts_at("10m", "CitusWalFillingDisk", []),
+                alerts_at("16m", "CitusWalFillingDisk", [annotated(
+                    f"{w0} keeps 5GiB of WAL, more than 3 x max_wal_size: a failing archive or a stuck replication "
+                    "slot is filling its disk", severity="critical", **exporter_labels(w0, "1"))]),
+            ],
+        },
+    ]
+
+
+def test_exporter_alerts_are_rendered_only_where_exporters_run() -> None:
+    """The Docker stack runs exporters only with monitoring.enabled; without, no rule waits on their metrics."""
+    plain = build_plan(load_config({}).config)
+    names = [r["alert"] for r in yaml.safe_load(render_prometheus(plain)[RULES_FILE])["groups"][0]["rules"]]
+    assert "CitusDistNodeOutOfStep" not in names and "CitusMemberDown" in names
+    assert "postgres" not in [job["job_name"] for job in scrape_config(plain)["scrape_configs"]]
+    no_backups = build_plan(load_config({"monitoring": {"enabled": True}, "backups": {"enabled": False}}).config)
+    names = [r["alert"] for r in yaml.safe_load(render_prometheus(no_backups)[RULES_FILE])["groups"][0]["rules"]]
+    assert "CitusArchiveFailing" not in names and "CitusWalFillingDisk" in names

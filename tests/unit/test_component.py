@@ -287,3 +287,59 @@ def test_any_node_dsn_is_exported_as_a_secret_only_when_configured(dev: Deployme
     assert "@127.0.0.1:5434/citus?sslmode=verify-full&" in with_any.outputs["app_any_node_dsn"]
     haproxy = next(c for c in with_any.of_type("Container") if c.name.endswith("haproxy"))
     assert 5434 in {int(p["external"]) for p in haproxy.inputs["ports"]}
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    return deploy({"monitoring": {"enabled": True}}, tmp_path_factory.mktemp("build"))
+
+
+def test_monitoring_off_declares_no_exporter_no_prometheus_and_no_url(dev: Deployment) -> None:
+    names = {r.name for r in dev.registrations}
+    assert not {n for n in names if "exporter" in n or "prometheus" in n or "monitoring" in n}
+    assert "prometheus_url" not in dev.outputs
+    assert "monitoringPassword" not in {r.name for r in dev.of_type("RandomPassword")}
+
+
+def test_monitoring_adds_an_exporter_per_member_and_prometheus(monitored: Deployment) -> None:
+    from cluster.render.exporter import exporter_env, render_queries
+    from cluster.render.prometheus import RULES_FILE
+
+    plan = build_plan(load_config({"monitoring": {"enabled": True}}).config)
+    counts = type_counts(monitored)
+    assert (counts["Container"], counts["Image"], counts["Volume"]) == (12 + 8 + 1, 2, 12 + 1)
+    assert "monitoringPassword" in {r.name for r in monitored.of_type("RandomPassword")}
+    image = monitored.named("monitoring-image").inputs["imageName"]
+    for member in plan.members:
+        sidecar = monitored.named(f"{member.name}-exporter")
+        # The member's network namespace: the exporter is reached at member:9187 and dials member:5432.
+        assert monitored.named(member.name).urn in sidecar.dependencies
+        assert sidecar.inputs["networkMode"] == f"container:{member.name}-id"
+        assert sidecar.inputs["image"] == image
+        assert sidecar.inputs["entrypoints"] == ["prometheus-postgres-exporter"]
+        assert "--web.listen-address=0.0.0.0:9187" in sidecar.inputs["command"]
+        assert sidecar.inputs["envs"] == [f"{k}={v}" for k, v in exporter_env(plan, member).items()]
+        uploads = {u["file"]: u for u in sidecar.inputs["uploads"]["value"]}
+        assert uploads["/etc/citus-cluster/exporter/queries.yml"]["content"] == render_queries(plan)
+        password = uploads["/etc/citus-cluster/exporter/monitor.password"]
+        assert (password["owner"], password["permissions"]) == ("999", "0600")
+        assert password["content"] == "generated-monitoringPassword"
+    prometheus = monitored.named("citus-prometheus")
+    assert prometheus.inputs["ports"] == [{"internal": 9090, "external": 9090, "ip": "127.0.0.1"}]
+    assert {f"{m.name}-exporter" for m in plan.members} <= {monitored.by_urn(u).name for u in prometheus.dependencies}
+    uploads = {u["file"]: u for u in prometheus.inputs["uploads"]["value"]}
+    config = uploads["/etc/citus-cluster/prometheus/prometheus.yml"]["content"]
+    assert "ca_file: /etc/citus-cluster/tls/ca.crt" in config and "citus-worker3-1:9187" in config
+    assert "password_file: /etc/citus-cluster/prometheus/haproxy-stats.password" in config
+    assert "CitusDistNodeOutOfStep" in uploads[f"/etc/citus-cluster/prometheus/{RULES_FILE}"]["content"]
+    assert monitored.outputs["prometheus_url"] == "https://127.0.0.1:9090"
+    assert "prometheus_url" not in monitored.secret_outputs
+
+
+def test_monitoring_secrets_stay_secret(monitored: Deployment) -> None:
+    """The exporters' password and Prometheus's copy of the stats password travel only as secrets."""
+    for registration in monitored.registrations:
+        for key, value in registration.inputs.items():
+            assert "generated-" not in plain_text(value), f"{registration.name}.{key}"
+            assert "PRIVATE KEY" not in plain_text(value), f"{registration.name}.{key}"
+    assert is_secret(monitored.named("citus-prometheus").inputs["uploads"])

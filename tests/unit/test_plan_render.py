@@ -21,7 +21,7 @@ from cluster.render import (
 from cluster.render.patroni import OVERRUN_ALLOWANCE
 from cluster.secrets import Passwords
 
-PASSWORDS = Passwords("su-pw", "repl-pw", "api-pw", "stats-pw", "app-pw")
+PASSWORDS = Passwords("su-pw", "repl-pw", "api-pw", "stats-pw", "app-pw", "mon-pw")
 
 
 def plan_for(raw: dict | None = None, layout=None):  # type: ignore[no-untyped-def]
@@ -48,7 +48,7 @@ def test_local_layout_gives_every_listener_its_own_loopback_port() -> None:
     config = load_config({}).config
     ports = tuple(range(40000, 40000 + ports_needed(config)))
     plan = build_plan(config, LocalLayout("/tmp/h", PortBook(free=ports), "/usr/lib/postgresql/15/bin"))
-    used = [p for m in plan.members for p in (m.postgres.port, m.api.port)]
+    used = [p for m in plan.members for p in (m.postgres.port, m.api.port, m.exporter.port)]
     used += [p for e in plan.etcd for p in (e.client.port, e.peer.port)]
     used += [plan.balancer.read_write.port, plan.balancer.read_only.port, plan.balancer.stats.port]
     assert sorted(used) == list(ports)
