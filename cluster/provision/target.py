@@ -64,6 +64,7 @@ class ClusterTarget:
     dcs: dict[str, dict[str, Any]] = field(default_factory=dict)  # Citus group (as text) -> Patroni DCS config
     stats_url: str = ""  # HAProxy's stats page (`status` reads its CSV); empty when not known
     stats_password: str = ""  # empty where not needed (provisioning); `status` resolves it
+    ro_dsn: str = ""  # HAProxy's read-only listener, superuser, with its session options; empty when not known
 
     @property
     def superuser_password(self) -> str:
@@ -106,6 +107,7 @@ def target_from_plan(
     database = plan.config.citus.database
     return ClusterTarget(
         rw_dsn=plan.dsn("read-write", superuser_password),
+        ro_dsn=plan.dsn("read-only", superuser_password),
         members=tuple(
             MemberTarget(
                 name=m.name,
