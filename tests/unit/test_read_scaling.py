@@ -50,3 +50,14 @@ def test_provisioning_grants_the_app_role_set_on_the_parameter_from_postgres_15(
     assert conn.statements == ['GRANT SET ON PARAMETER "citus"."use_secondary_nodes" TO "app"']
     old = FakeConn(140011)
     assert grant_secondary_reads(old, "app") is False and old.statements == []  # type: ignore[arg-type]
+
+
+def test_the_reads_benchmark_step_is_asked_for_and_needs_the_read_only_endpoint() -> None:
+    import argparse
+
+    from benchmarks.__main__ import DEFAULT_STEPS, STEPS, reads
+
+    assert "reads" in STEPS and "reads" not in DEFAULT_STEPS  # it reloads the data: only when asked for
+    args = argparse.Namespace(ro_dsn=None, concurrency_queries="radius_5km", read_clients=16, duration=1.0,
+                              parallel=1)
+    assert "skipped" in reads(args, None, "postgresql://x", None, {})  # type: ignore[arg-type]
