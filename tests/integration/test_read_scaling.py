@@ -64,7 +64,12 @@ def scans(h: Harness) -> dict[str, int]:
     """Scans of the probe's relations (its shards on workers, its shell on the coordinator) per member."""
     counted = {}
     for m in h.plan.members:
-        with psycopg.connect(h.member_dsn(m.name), autocommit=True) as conn:
+        try:
+            conn = psycopg.connect(h.member_dsn(m.name), autocommit=True, connect_timeout=3)
+        except psycopg.OperationalError:  # a member the test stopped: it serves nothing
+            counted[m.name] = 0
+            continue
+        with conn:
             conn.execute("SET citus.show_shards_for_app_name_prefixes = '*'")  # Citus hides shards otherwise
             counted[m.name] = int(conn.execute(
                 "SELECT coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0) FROM pg_stat_user_tables "
@@ -108,18 +113,27 @@ def shard_count(h: Harness) -> int:
 
 
 def roles(h: Harness) -> dict[str, str | None]:
-    return {m.name: h.role_of(m.name) for m in h.plan.members}
+    """Each member's role as its Patroni says; None for a member that is down."""
+    found: dict[str, str | None] = {}
+    for m in h.plan.members:
+        try:
+            found[m.name] = h.role_of(m.name)
+        except OSError:  # its Patroni does not answer (stopped)
+            found[m.name] = None
+    return found
 
 
-def assert_reads_touch_no_primary(h: Harness) -> dict[str, int]:
+def assert_reads_touch_no_primary(h: Harness, coordinator: str = "replica") -> dict[str, int]:
+    """N reads through app_ro_dsn ran on a coordinator `coordinator` (replica; primary when HAProxy fell back to
+    the leader) and read every shard on the workers' standbys, no shard on a primary."""
     current = roles(h)
     primaries = [n for n, r in current.items() if r == "primary"]
     worker_standbys = [m.name for m in h.plan.members if m.group != 0 and current[m.name] == "replica"]
     before = scans(h)
     session = read_through_ro(h)
     coordinator_ports = {h.member(n).postgres.port: n for n in (m.name for m in h.plan.coordinators)}
-    assert session["recovery"] is True, session  # the session ran on a coordinator standby
-    assert current[coordinator_ports[session["port"]]] == "replica", session
+    assert session["recovery"] is (coordinator == "replica"), session  # where the session ran
+    assert current[coordinator_ports[session["port"]]] == coordinator, session
     assert session["setting"] == "always"
     # Each count(*) scans every shard once, each lookup one shard: on the workers' standbys only.
     delta = settled_delta(h, before, worker_standbys, READS * shard_count(h) + READS)
@@ -232,3 +246,19 @@ def test_read_your_writes_through_the_standbys_needs_remote_apply(probe: Harness
             t.join()
     print(f"read-your-writes misses of 200 under load: {misses}")
     assert misses["remote_apply"] == 0, misses
+
+
+@pytest.mark.slow
+def test_without_a_coordinator_standby_the_read_only_endpoint_falls_back_to_the_leader(probe: Harness) -> None:
+    """The chosen fallback (README, Read scaling): the leader's coordinator plans, the shards are still read on
+    the workers' standbys, writes are still refused."""
+    h = probe
+    standby = next(m.name for m in h.plan.coordinators if h.role_of(m.name) == "replica")
+    h.stop_member(standby)  # the fixture starts it again after the test
+
+    def on_leader() -> bool:
+        with psycopg.connect(app_ro(h), autocommit=True, connect_timeout=3) as conn:
+            return conn.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
+
+    wait_for(on_leader, 30, "read-only session on the coordinator leader")
+    assert_reads_touch_no_primary(h, coordinator="primary")
