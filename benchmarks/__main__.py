@@ -36,7 +36,9 @@ from cluster.provision.health import check
 from cluster.provision.target import ClusterTarget, pulumi_outputs, resolve_target
 from cluster.secrets import redact
 
-STEPS = ("load", "queries", "concurrency", "distribution", "workers", "overhead", "compare")
+STEPS = ("load", "queries", "concurrency", "distribution", "workers", "overhead", "compare", "reads")
+# `reads` (read scaling, issue 15) reloads the data set while it measures staleness: only when asked for.
+DEFAULT_STEPS = tuple(s for s in STEPS if s != "reads")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             where.add_argument("--dsn", help="the read-write DSN of any Citus cluster")
         sub.add_argument("--out", type=Path, help="report directory (default benchmarks/results/<timestamp>)")
     run = commands.choices["run"]
-    run.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    run.add_argument("--steps", default=",".join(DEFAULT_STEPS),
+                     help=f"comma-separated subset of {','.join(STEPS)} (default: all but reads)")
     run.add_argument("--rows", type=int, default=1_000_000)
     run.add_argument("--seed", type=int, default=42)
     run.add_argument("--parallel", type=int, default=4, help="loader connections")
@@ -62,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--clients", default="1,4,16,64")
     run.add_argument("--duration", type=float, default=10.0, help="seconds per client count")
     run.add_argument("--concurrency-queries", default="radius_5km,bbox,vehicle_track")
+    run.add_argument("--read-clients", type=int, default=16,
+                     help="reads step: clients for the leader (rw) vs standbys (ro) throughput")
+    run.add_argument("--ro-dsn", help="reads step with --dsn: the read-only endpoint's DSN (with its options)")
     run.add_argument("--baseline-dsn", help="a single PostgreSQL+PostGIS database to compare with")
     run.add_argument("--compare-datasets", default="uniform,skewed", help="compare on these data sets, in order")
     run.add_argument("--compare-concurrency", default="radius_500m,radius_5km,bbox,knn_10,vehicle_track",
@@ -139,7 +145,25 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
         results["overhead"] = steps.overhead(rw, params, clients=16, duration=args.duration)
     if "compare" in chosen:
         results["compare"] = compare(args, rw, data, params, results)
+    if "reads" in chosen:
+        results["reads"] = reads(args, target, rw, data, params)
     return results
+
+
+def reads(args: argparse.Namespace, target: ClusterTarget | None, rw: str, data: Dataset,
+          params: dict[str, Any]) -> dict[str, Any]:
+    """Read throughput through the standbys vs the leader, and what a reader on the standbys sees lag by."""
+    ro = args.ro_dsn or (target.ro_dsn if target else "")
+    if not ro:
+        return {"skipped": "needs --harness, --stack or --ro-dsn (the read-only endpoint)"}
+    names = [n for n in args.concurrency_queries.split(",") if n]
+    leaders: dict[str, str] = {}
+    if target:
+        found = check(target).leaders
+        leaders = {("coordinator" if g == 0 else f"worker{g}"): next(m.dsn for m in target.members if m.name == name)
+                   for g, name in sorted(found.items())}
+    return steps.read_scaling(rw, ro, leaders, data, params, names, clients=args.read_clients,
+                              duration=args.duration, parallel=args.parallel)
 
 
 SPATIAL, FAN_OUT, BY_VEHICLE, SEED, SINGLE = ("spatial (functions)", "spatial (plain, fan-out)", "by vehicle",

@@ -90,6 +90,25 @@ def sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[An
                         [[k, v] for k, v in entry["skew"].items()]))
         if ratios := compare.get("ratios"):
             out.append(("Targets", ["ratio", "value"], [[k, v] for k, v in ratios.items()]))
+    if (reads := results.get("reads")) and "skipped" not in reads:
+        n = reads["clients"]
+        out.append((f"Reads at {n} clients: leader (rw) vs standbys (ro)",
+                    ["workload", "leader q/s", "standbys q/s", "ro / rw", "leader p50 ms", "standbys p50 ms",
+                     "errors (rw/ro)"],
+                    [[label, v["leader (rw)"]["tps"], v["standbys (ro)"]["tps"], v["ro / rw"],
+                      v["leader (rw)"].get("p50"), v["standbys (ro)"].get("p50"),
+                      f"{v['leader (rw)']['errors']}/{v['standbys (ro)']['errors']}"]
+                     for label, v in reads["throughput"].items()]))
+        stale = reads["staleness"]
+        out.append((f"Replication lag while loading ({stale['seconds']} s of COPY)",
+                    ["group leader", "samples", "bytes p50", "bytes max", "replay lag p50 ms", "p99 ms", "max ms"],
+                    [[label, v["samples"], v["bytes_p50"], v["bytes_max"], v["replay_lag_ms_p50"],
+                      v["replay_lag_ms_p99"], v["replay_lag_ms_max"]]
+                     for label, v in stale["replication_lag"].items()]))
+        out.append(("Read-your-writes through ro while loading", ["commit", "probes", "not visible at first read",
+                                                                  "wait p50 ms", "wait max ms"],
+                    [[mode, v["probes"], v["not_visible_at_first_read"], v["wait_ms_p50"], v["wait_ms_max"]]
+                     for mode, v in stale["read_your_writes"].items()]))
     if ha := results.get("ha"):
         out.append(("HA drills", ["scenario", "victim", "first write s", "all writes ok s", "recovered s", "acked",
                                   "lost", "during-failure write %"], [

@@ -30,7 +30,7 @@ from psycopg_pool import ConnectionPool
 
 from benchmarks.errors import BenchmarkError
 from benchmarks.progress import progress
-from benchmarks.stats import LatencySummary, coefficient_of_variation, skew, throughput
+from benchmarks.stats import LatencySummary, coefficient_of_variation, percentile, skew, throughput
 from benchmarks.workload import (
     BY_VEHICLE_TABLE,
     COLUMNS,
@@ -362,3 +362,131 @@ def overhead(rw: str, params: dict[str, Any], clients: int = 16, duration: float
     runner = run_clients(rw, TABLE, params, [query], clients, duration)
     return {"query": query_name, "clients": clients, "pgbench_tps": pgbench_tps, "runner_tps": runner["tps"],
             "runner_over_pgbench": round(runner["tps"] / pgbench_tps, 3)}
+
+
+# ---- read scaling (issue 15): standbys vs the leader --------------------------------------------------------
+READS_PROBE = "read_scaling_probe"  # a table of the step's own: written by the probe, dropped at the end
+
+
+def read_scaling(rw: str, ro: str, leaders: dict[str, str], data: Dataset, params: dict[str, Any],
+                 names: Sequence[str], clients: int = 16, duration: float = 10.0,
+                 parallel: int = 4) -> dict[str, Any]:
+    """Reads through the standbys (the read-only endpoint: a coordinator standby, shards on the workers'
+    secondaries) against the same reads through the leader (read-write endpoint), at `clients` clients, back to
+    back per query; and the staleness a reader on the standbys sees while the benchmark's load (COPY over
+    `parallel` connections) writes: replication lag on every group's leader, and how often a row just committed
+    through rw is not yet visible through ro (default commit, then synchronous_commit = remote_apply).
+
+    `leaders` maps a label to each group leader's superuser DSN (for pg_stat_replication)."""
+    with connect(ro) as conn:
+        on_standby, secondary = conn.execute(
+            "SELECT pg_is_in_recovery(), current_setting('citus.use_secondary_nodes')").fetchone()
+    out: dict[str, Any] = {"clients": clients, "duration_s": duration,
+                           "ro_session": {"on_standby": on_standby, "use_secondary_nodes": secondary}}
+    out["staleness"] = staleness_under_load(rw, ro, leaders, lambda: load(rw, data, parallel=parallel))
+    workloads: dict[str, list[Query]] = {n: [q for q in QUERIES if q.name == n] for n in names}
+    workloads["mix"] = [q for q in QUERIES if q.name in names]
+    throughput_rows: dict[str, Any] = {}
+    with progress(f"reads at {clients} clients: leader vs standbys", total=2 * len(workloads)) as bar:
+        for label, mix in workloads.items():
+            leader = run_clients(rw, TABLE, params, mix, clients, duration)
+            bar.advance(1)
+            standbys = run_clients(ro, TABLE, params, mix, clients, duration)
+            bar.advance(1)
+            throughput_rows[label] = {"leader (rw)": leader, "standbys (ro)": standbys,
+                                      "ro / rw": round(standbys["tps"] / leader["tps"], 2) if leader["tps"] else None}
+    out["throughput"] = throughput_rows
+    return out
+
+
+def staleness_under_load(rw: str, ro: str, leaders: dict[str, str], write: Callable[[], Any],
+                         sample_every: float = 0.25) -> dict[str, Any]:
+    """Run `write` while sampling replication lag and probing read-your-writes through ro; then settle."""
+    with connect(rw) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {READS_PROBE}")
+        conn.execute(f"CREATE TABLE {READS_PROBE} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+        conn.execute(f"SELECT create_distributed_table('{READS_PROBE}', 'id')")
+    done = threading.Event()
+    lag: dict[str, list[tuple[int, float | None]]] = {label: [] for label in leaders}
+    probes: dict[str, list[float]] = {"flush (default)": [], "remote_apply": []}
+    missed: dict[str, int] = {mode: 0 for mode in probes}
+
+    def sample() -> None:
+        conns = {label: connect(dsn) for label, dsn in leaders.items()}
+        try:
+            while not done.is_set():
+                for label, conn in conns.items():
+                    for behind, replay_ms in conn.execute(
+                            "SELECT (pg_current_wal_lsn() - replay_lsn)::bigint, "
+                            "extract(epoch FROM replay_lag) * 1000 FROM pg_stat_replication").fetchall():
+                        lag[label].append((int(behind or 0), None if replay_ms is None else float(replay_ms)))
+                time.sleep(sample_every)
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def probe() -> None:
+        """Commit one row through rw, then read it through ro until it is there: how long a reader waits."""
+        key = 0
+        with connect(rw) as writer, connect(ro) as reader:
+            writer.execute("SET citus.propagate_set_commands = 'local'")  # SET LOCAL reaches the worker too
+            while not done.is_set():
+                for mode in probes:
+                    key += 1
+                    with writer.transaction():
+                        if mode == "remote_apply":
+                            writer.execute("SET LOCAL synchronous_commit = remote_apply")
+                        writer.execute(f"INSERT INTO {READS_PROBE} (id) VALUES (%s)", (key,))
+                    committed = time.perf_counter()
+                    first = True
+                    while reader.execute(f"SELECT 1 FROM {READS_PROBE} WHERE id = %s", (key,)).fetchone() is None:
+                        if first:
+                            missed[mode] += 1
+                            first = False
+                        if time.perf_counter() - committed > 60:
+                            raise BenchmarkError("a row committed through rw is not visible through ro after 60 s")
+                        time.sleep(0.001)
+                    probes[mode].append(time.perf_counter() - committed)
+                time.sleep(0.05)
+
+    failures: list[str] = []
+
+    def guarded(body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                body()
+            except (psycopg.Error, BenchmarkError) as exc:  # reported with the results, not lost in a thread
+                failures.append(f"{body.__name__}: {exc}")
+        return run
+
+    threads = [threading.Thread(target=guarded(sample)), threading.Thread(target=guarded(probe))]
+    for t in threads:
+        t.start()
+    try:
+        started = time.perf_counter()
+        written = write()
+        seconds = time.perf_counter() - started
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    with connect(rw) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {READS_PROBE}")
+    out: dict[str, Any] = {"write": written if isinstance(written, dict) else {}, "seconds": round(seconds, 2),
+                           "replication_lag": {}, "read_your_writes": {}, "failures": failures}
+    for label, samples in lag.items():
+        behind = [b for b, _ in samples]
+        replay = [r for _, r in samples if r is not None]
+        out["replication_lag"][label] = {
+            "samples": len(samples),
+            "bytes_p50": round(percentile(behind, 50)) if behind else None,
+            "bytes_max": max(behind) if behind else None,
+            "replay_lag_ms_p50": round(percentile(replay, 50), 1) if replay else None,
+            "replay_lag_ms_p99": round(percentile(replay, 99), 1) if replay else None,
+            "replay_lag_ms_max": round(max(replay), 1) if replay else None}
+    for mode, waits in probes.items():
+        out["read_your_writes"][mode] = {
+            "probes": len(waits), "not_visible_at_first_read": missed[mode],
+            "wait_ms_p50": round(percentile(waits, 50) * 1000, 2) if waits else None,
+            "wait_ms_max": round(max(waits) * 1000, 2) if waits else None}
+    return out

@@ -41,6 +41,17 @@ SSLMODE = "verify-full"  # every client of the cluster checks the chain and the 
 
 Listener = Literal["read-write", "read-only", "any-node"]
 
+# Every session of the read-only listener runs with these (issue 15, read scaling): Citus plans its shard queries
+# on the workers' standbys (registered as `secondary` in pg_dist_node), so a read through a coordinator standby
+# touches no primary at all, and the session refuses writes even where HAProxy sent it to the leader (no standby
+# healthy). Carried in the DSN's `options` (libpq: `-c name=value` at connection start) because
+# citus.use_secondary_nodes is PGC_SU_BACKEND: it can only be set when a session starts, not by ALTER ROLE ... SET
+# (rejected at login) nor by SET; provisioning grants the application role SET on it (PostgreSQL 15+). It must
+# not be set server-wide: on a primary coordinator it makes Citus refuse every write to a distributed table.
+SECONDARY_READS = ("citus.use_secondary_nodes", "always")
+READ_ONLY_TRANSACTIONS = ("default_transaction_read_only", "on")
+GRANT_SET_ON_PARAMETER_SINCE = 15  # GRANT SET ON PARAMETER (how a role that is not superuser may set it)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -185,18 +196,36 @@ class Plan:
         return self.config.name
 
     def dsn(self, role: Listener, password: str, user: str = SUPERUSER, database: str | None = None) -> str:
-        """The URL a client on the user's machine uses to reach HAProxy's `role` listener."""
-        return self._url(self.client_host, self.balancer.published[role], password, user, database)
+        """The URL a client on the user's machine uses to reach HAProxy's `role` listener (the read-only one
+        with its session options, see session_options)."""
+        return self._url(self.client_host, self.balancer.published[role], password, user, database,
+                         self.session_options(role))
+
+    def session_settings(self, role: Listener) -> tuple[tuple[str, str], ...]:
+        """Settings every session of listener `role` starts with: reads on standbys for the read-only one.
+
+        Below PostgreSQL 15 a role that is not superuser cannot be allowed to set citus.use_secondary_nodes, so
+        there the read-only listener's sessions read shards from the workers' primaries (still read-only)."""
+        if role != "read-only":
+            return ()
+        if self.config.versions.postgres < GRANT_SET_ON_PARAMETER_SINCE:
+            return (READ_ONLY_TRANSACTIONS,)
+        return (SECONDARY_READS, READ_ONLY_TRANSACTIONS)
+
+    def session_options(self, role: Listener) -> str:
+        """libpq's `options` value for listener `role` ('' when its sessions need none)."""
+        return " ".join(f"-c {name}={value}" for name, value in self.session_settings(role))
 
     def member_dsn(self, member: Member, password: str, user: str = SUPERUSER, database: str | None = None) -> str:
         """The URL a client on the user's machine uses to reach one member's PostgreSQL directly."""
         return self._url(member.published_host, member.published_postgres, password, user, database)
 
-    def _url(self, host: str, port: int, password: str, user: str, database: str | None) -> str:
+    def _url(self, host: str, port: int, password: str, user: str, database: str | None, options: str = "") -> str:
         """Verified TLS (the cluster CA, the host name) in every URL the product hands out."""
-        tls = urlencode({"sslmode": SSLMODE, "sslrootcert": self.client_ca_file}, safe="/")
+        query = {"sslmode": SSLMODE, "sslrootcert": self.client_ca_file, **({"options": options} if options else {})}
         database = database or self.config.citus.database
-        return f"postgresql://{user}:{quote(password, safe='')}@{host}:{port}/{database}?{tls}"
+        return f"postgresql://{user}:{quote(password, safe='')}@{host}:{port}/{database}?" + urlencode(
+            query, safe="/", quote_via=quote)
 
     def user(self, credential: str) -> str:
         """The role that logs in with credential `credential` (a cluster.secrets.Passwords field)."""

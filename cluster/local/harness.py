@@ -229,7 +229,8 @@ class Harness:
         if self.tls:
             return target
         members = tuple(replace(m, dsn=plaintext_dsn(m.dsn)) for m in target.members)
-        return replace(target, rw_dsn=plaintext_dsn(target.rw_dsn), members=members)
+        return replace(target, rw_dsn=plaintext_dsn(target.rw_dsn), ro_dsn=plaintext_dsn(target.ro_dsn),
+                       members=members)
 
     def dsn(self, role: str = "read-write", database: str | None = None) -> str:
         dsn = self.plan.dsn(role, self.passwords.superuser, database=database)  # type: ignore[arg-type]

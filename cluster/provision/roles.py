@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cluster.plan import MONITORING_USER, REPLICATION_USER, SUPERUSER
+from cluster.plan import GRANT_SET_ON_PARAMETER_SINCE, MONITORING_USER, REPLICATION_USER, SECONDARY_READS, SUPERUSER
 from cluster.provision import citus
 from cluster.provision.citus import ProvisionError
 from cluster.provision.migrations import SETTINGS_TABLE, TABLE
@@ -110,7 +110,20 @@ def ensure_app_role(conn: psycopg.Connection, target: ClusterTarget) -> list[str
             sql.Identifier(table), role))
     for sequence in _relations(conn, ("S",), app=True):
         conn.execute(sql.SQL("GRANT USAGE, SELECT ON SEQUENCE {} TO {}").format(sql.Identifier(sequence), role))
+    grant_secondary_reads(conn, target.app_user)
     return tables
+
+
+def grant_secondary_reads(conn: psycopg.Connection, role: str) -> bool:
+    """Let `role` start sessions with citus.use_secondary_nodes (what the read-only DSN sets, cluster.plan): the
+    parameter is PGC_SU_BACKEND, so without this grant its login through that DSN is refused. Granted on the
+    coordinator leader only, where sessions start (its standbys replay the grant; the workers never see the
+    setting). False below PostgreSQL 15, which has no GRANT SET ON PARAMETER."""
+    if conn.info.server_version < GRANT_SET_ON_PARAMETER_SINCE * 10_000:
+        return False
+    conn.execute(sql.SQL("GRANT SET ON PARAMETER {} TO {}").format(
+        sql.Identifier(*SECONDARY_READS[0].split(".")), sql.Identifier(role)))
+    return True
 
 
 def _relations(conn: psycopg.Connection, kinds: Sequence[str], *, app: bool) -> list[str]:

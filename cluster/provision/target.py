@@ -65,6 +65,7 @@ class ClusterTarget:
     stats_url: str = ""  # HAProxy's stats page (`status` reads its CSV); empty when not known
     stats_password: str = ""  # empty where not needed (provisioning); `status` resolves it
     monitoring_password: str = ""  # the exporters' role; empty: provisioning leaves that role alone
+    ro_dsn: str = ""  # HAProxy's read-only listener, superuser, with its session options; empty when not known
 
     @property
     def superuser_password(self) -> str:
@@ -108,6 +109,7 @@ def target_from_plan(
     database = plan.config.citus.database
     return ClusterTarget(
         rw_dsn=plan.dsn("read-write", superuser_password),
+        ro_dsn=plan.dsn("read-only", superuser_password),
         members=tuple(
             MemberTarget(
                 name=m.name,

@@ -34,6 +34,7 @@ def render_service_file(plan: Plan, ca_file: str, passfile: str) -> str:
             f"sslmode={SSLMODE}",
             f"sslrootcert={ca_file}",
             f"passfile={passfile}",
+            *([f"options={options}"] if (options := plan.session_options(output.listener)) else []),
         ]))
     return "\n\n".join(blocks) + "\n"
 

@@ -5,6 +5,11 @@ the leader only, `GET /replica` on healthy replicas) once a second and routes ac
 HTTPS and verify Patroni's certificate against the cluster CA and the member's name; the stats page is HTTPS,
 and serves HAProxy's built-in Prometheus exporter at /metrics behind the same credential.
 PostgreSQL traffic passes through in TCP mode, so TLS runs end to end between the client and the member.
+
+The read-only listener prefers the coordinator standbys and falls back to the leader when none is healthy: its
+sessions start with citus.use_secondary_nodes = always (the DSN's options, cluster.plan), so even on the leader
+they read the shards on the workers' standbys and refuse writes; failing instead would leave readers without an
+endpoint from a coordinator failover until the old leader rejoins (README, Read scaling).
 """
 
 from __future__ import annotations

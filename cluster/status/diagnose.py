@@ -274,6 +274,28 @@ def node_findings(group: int, facts: Facts, rows: list[NodeRow]) -> list[Finding
         if m not in leaders and m.address not in secondaries and m.address != registered:
             found.append(_warning(subject, f"{m.name} is not registered as a secondary: reads on standbys "
                                            "(citus.use_secondary_nodes) cannot use it"))
+    if group != 0:
+        found += _secondary_reads(group, facts, secondaries, subject)
+    return found
+
+
+def _secondary_reads(group: int, facts: Facts, secondaries: set[str], subject: str) -> list[Finding]:
+    """Sessions of the read-only endpoint read a worker group's shards on its first secondary row only (Citus
+    never falls back to the primary): with none, or with one that is not a running standby, those reads fail."""
+    if len(facts.members_of(group)) < 2:
+        return []  # planned without a standby: the read-only endpoint is documented not to serve it
+    by_address = {m.address: m for m in facts.members_of(group)}
+    if not secondaries:
+        return [_warning(subject, f"no secondary registered: reads through the read-only endpoint that touch group "
+                                  f"{group} fail ('node group {group} does not have a secondary node') until a "
+                                  "standby runs again")]
+    found = []
+    for address in sorted(secondaries):
+        member = by_address.get(address)
+        if member is not None and (not member.running or member.leads):
+            found.append(_warning(subject, f"{member.name} is registered as a secondary but is not a running "
+                                           "standby: reads through the read-only endpoint that reach it fail until "
+                                           "Patroni updates the row or the member is back"))
     return found
 
 

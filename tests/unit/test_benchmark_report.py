@@ -70,3 +70,25 @@ def test_phase_success_rates_follow_the_seed_figure() -> None:
     assert rates["baseline"]["write_success_pct"] == 100.0 and rates["baseline"]["writes"] == 2
     assert rates["during failure"]["write_success_pct"] == 50.0
     assert rates["after recovery"]["writes"] == 1 and rates["after recovery"]["reads"] == 0
+
+
+def test_read_scaling_tables_show_leader_vs_standbys_lag_and_read_your_writes() -> None:
+    run = {"tps": 100.0, "p50": 5.0, "errors": 0}
+    reads = {
+        "clients": 16, "duration_s": 10.0, "ro_session": {"on_standby": True, "use_secondary_nodes": "always"},
+        "throughput": {"radius_5km": {"leader (rw)": run, "standbys (ro)": run | {"tps": 90.0}, "ro / rw": 0.9}},
+        "staleness": {"seconds": 8.2, "failures": [],
+                      "replication_lag": {"worker1": {"samples": 30, "bytes_p50": 4096, "bytes_max": 900000,
+                                                      "replay_lag_ms_p50": 3.1, "replay_lag_ms_p99": 40.0,
+                                                      "replay_lag_ms_max": 55.5}},
+                      "read_your_writes": {"flush (default)": {"probes": 40, "not_visible_at_first_read": 7,
+                                                               "wait_ms_p50": 2.0, "wait_ms_max": 30.0},
+                                           "remote_apply": {"probes": 40, "not_visible_at_first_read": 0,
+                                                            "wait_ms_p50": 1.0, "wait_ms_max": 2.0}}},
+    }
+    text = render_markdown({"meta": {}, "reads": reads})
+    assert "## Reads at 16 clients: leader (rw) vs standbys (ro)" in text
+    assert "| radius_5km | 100.0 | 90.0 | 0.9 | 5.0 | 5.0 | 0/0 |" in text
+    assert "| worker1 | 30 | 4096 | 900000 | 3.1 | 40.0 | 55.5 |" in text
+    assert "| flush (default) | 40 | 7 | 2.0 | 30.0 |" in text and "| remote_apply | 40 | 0 | 1.0 | 2.0 |" in text
+    assert "Reads at" not in render_markdown({"meta": {}, "reads": {"skipped": "needs --harness"}})

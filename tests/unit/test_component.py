@@ -103,7 +103,9 @@ def test_dsn_outputs_and_the_stats_password_are_secret_and_other_outputs_are_pla
     ca = build_plan(load_config({}).config).client_ca_file
     tls = f"?sslmode=verify-full&sslrootcert={ca}"
     assert dev.outputs["app_dsn"] == f"postgresql://app:generated-appPassword@127.0.0.1:5432/citus{tls}"
-    assert dev.outputs["app_ro_dsn"] == f"postgresql://app:generated-appPassword@127.0.0.1:5433/citus{tls}"
+    ro_options = "&options=-c%20citus.use_secondary_nodes%3Dalways%20-c%20default_transaction_read_only%3Don"
+    assert dev.outputs["app_ro_dsn"] == (
+        f"postgresql://app:generated-appPassword@127.0.0.1:5433/citus{tls}{ro_options}")
     assert dev.outputs["admin_dsn"] == f"postgresql://postgres:generated-superuserPassword@127.0.0.1:5432/citus{tls}"
     assert dev.outputs["haproxy_stats_password"] == "generated-statsPassword"
     assert dev.outputs["haproxy_stats_url"] == "https://127.0.0.1:7000/"

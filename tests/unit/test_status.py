@@ -139,8 +139,30 @@ def test_warnings_keep_the_cluster_healthy() -> None:
     assert warnings[1].startswith("w1: 1.0 MiB behind w0, more than failover allows")
     assert warnings[2].startswith("w1: on timeline 2, its leader w0 on 1")
     assert warnings[3].startswith("pg_dist_node group 1: w1 is not registered as a secondary")
-    assert warnings[4].startswith("shards: unbalanced by count (group 1: 20, group 2: 12; spread 50%)")
-    assert warnings[5].startswith("shards: unbalanced by size")
+    assert warnings[4].startswith("pg_dist_node group 1: no secondary registered: reads through the read-only")
+    assert warnings[5].startswith("shards: unbalanced by count (group 1: 20, group 2: 12; spread 50%)")
+    assert warnings[6].startswith("shards: unbalanced by size")
+
+
+def test_read_only_endpoint_reads_fail_where_a_worker_group_has_no_running_secondary() -> None:
+    """Citus reads a worker group's shards on its secondary row only (citus.use_secondary_nodes = always)."""
+    assert texts(HEALTHY, "warning") == []
+    down = with_member(HEALTHY, "w1", reachable=False, state=None, error="refused")
+    assert texts(down, "warning") == [
+        "pg_dist_node group 1: w1 is registered as a secondary but is not a running standby: reads through the "
+        "read-only endpoint that reach it fail until Patroni updates the row or the member is back"]
+    # Patroni's swap after a failover: the new leader's row is primary, the dead old leader's row secondary.
+    promoted = with_member(with_member(HEALTHY, "w0", role="replica", state="stopped"), "w1", role="leader")
+    promoted = replace(promoted, nodes=(node(1, "c0", 0, "primary"), node(2, "w1", 1, "primary"),
+                                        node(3, "c1", 0, "secondary"), node(4, "w0", 1, "secondary")))
+    assert any("w0 is registered as a secondary but is not a running standby" in t
+               for t in texts(promoted, "warning"))
+    gone = replace(HEALTHY, nodes=(HEALTHY.nodes or ())[:3])
+    assert "pg_dist_node group 1: no secondary registered: reads through the read-only endpoint that touch " \
+           "group 1 fail ('node group 1 does not have a secondary node') until a standby runs again" \
+           in texts(gone, "warning")
+    coordinator_only = replace(HEALTHY, nodes=(HEALTHY.nodes or ())[:2] + (HEALTHY.nodes or ())[3:])  # no c1 row
+    assert not any("group 0: no secondary" in t for t in texts(coordinator_only, "warning"))
 
 
 def test_member_facts_from_patroni_answers() -> None:
@@ -172,7 +194,7 @@ def test_screen_shows_every_member_haproxy_citus_shards_and_findings() -> None:
     facts = with_member(HEALTHY, "w1", reachable=False, state=None, error="refused")
     screen = cli.format_screen(facts, diagnose(facts), now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     lines = screen.splitlines()
-    assert lines[0] == "NOT HEALTHY (2 errors); 0 warnings    2026-01-02 03:04:05 UTC"
+    assert lines[0] == "NOT HEALTHY (2 errors); 1 warnings    2026-01-02 03:04:05 UTC"  # w1: secondary, not running
     assert lines[2].split() == ["GROUP", "MEMBER", "ROLE", "STATE", "TL", "LAG", "HAPROXY", "PG_DIST_NODE"]
     assert lines[3].split() == ["0", "c0", "leader", "running", "1", "rw:UP", "ro:DOWN", "any:UP", "primary"]
     assert lines[6].split() == ["1", "w1", "?", "DOWN", "any:DOWN", "secondary"]
