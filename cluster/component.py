@@ -40,6 +40,8 @@ from cluster.render import (
     render_haproxy,
     render_patroni,
     render_patroni_secrets,
+    render_pgbouncer,
+    render_pgbouncer_auth,
 )
 from cluster.render.etcd import etcd_client_flags
 from cluster.render.haproxy import STATS_PASSWORD_ENV
@@ -96,10 +98,11 @@ class CitusCluster(pulumi.ComponentResource):
         target = self._target(passwords)
         worker_groups = {g: self._worker_group(g, target, certificates) for g in range(1, len(plan.groups))}
         secrets_file = passwords_file(passwords)
+        pooler_auth = pulumi.Output.secret(passwords.pooler.apply(render_pgbouncer_auth))
         members = [
             self._member(m, node_image, network, volumes[m.volume], secrets_file, certificates,
                          depends_on=[*etcd, *group_order(m.group, worker_groups)],
-                         backups=backups, repository_keys=supplied_passwords)
+                         backups=backups, repository_keys=supplied_passwords, pooler_auth=pooler_auth)
             for m in plan.members
         ]
         haproxy = self._haproxy(haproxy_image, network, passwords.stats, certificates, depends_on=members)
@@ -254,6 +257,7 @@ class CitusCluster(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource],
         backups: docker.Volume | None = None,
         repository_keys: dict[str, pulumi.Output[str]] | None = None,
+        pooler_auth: pulumi.Output[str] | None = None,
     ) -> docker.Container:
         plan = self._plan
         mounts = [docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DOCKER_DATA_MOUNT)]
@@ -269,6 +273,15 @@ class CitusCluster(pulumi.ComponentResource):
         if plan.config.backups.enabled:
             uploads.append(docker.ContainerUploadArgs(file=pgbackrest_config_path(member),
                                                       content=render_pgbackrest(plan, member)))
+        if member.pooler is not None and pooler_auth is not None:
+            # The image's entrypoint starts PgBouncer when its file is there (coordinator members only).
+            uploads += [
+                docker.ContainerUploadArgs(file=member.pooler.config_path, content=render_pgbouncer(plan, member)),
+                docker.ContainerUploadArgs(
+                    file=member.pooler.auth_file, content=pooler_auth, owner=FILE_OWNERS["node"],
+                    group=FILE_OWNERS["node"], permissions=SECRET_FILE_MODE,
+                ),
+            ]
         uploads += self._tls_uploads(member.name, certificates, FILE_OWNERS["node"])
         keys = repository_keys or {}
         envs = [pulumi.Output.concat(f"{S3_KEY_ENV[key]}=", pulumi.Output.secret(keys[key]))
@@ -328,8 +341,9 @@ class CitusCluster(pulumi.ComponentResource):
         """Where provisioning connects (published ports) and what Citus registers; secret (carries passwords)."""
         plan = self._plan
         return pulumi.Output.secret(
-            pulumi.Output.all(passwords.superuser, passwords.app, passwords.replication, passwords.rest_api).apply(
-                lambda pw: target_from_plan(plan, *pw).to_dict()
+            pulumi.Output.all(passwords.superuser, passwords.app, passwords.replication, passwords.rest_api,
+                              passwords.pooler).apply(
+                lambda pw: target_from_plan(plan, *pw[:4], pooler_password=pw[4]).to_dict()
             )
         )
 

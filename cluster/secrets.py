@@ -27,6 +27,7 @@ class Passwords(Generic[T]):
     rest_api: T
     stats: T
     app: T
+    pooler: T  # PgBouncer's auth_user (cluster.roles.POOLER_USER)
 
     def __repr__(self) -> str:
         return "Passwords(<redacted>)"

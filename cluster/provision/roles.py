@@ -11,6 +11,7 @@ coordinator and Citus propagates it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -22,9 +23,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from cluster.plan import REPLICATION_USER, SUPERUSER
 from cluster.provision import citus
 from cluster.provision.citus import ProvisionError
+from cluster.provision.health import member_state
 from cluster.provision.migrations import SETTINGS_TABLE, TABLE
+from cluster.provision.rest import role as patroni_role
 from cluster.provision.scram import scram_verifier, verifies
 from cluster.provision.target import ClusterTarget, MemberTarget
+from cluster.roles import POOLER_AUTH_FUNCTION, POOLER_SCHEMA, POOLER_USER
 
 log = logging.getLogger("cluster.provision")
 
@@ -81,6 +85,7 @@ def set_password(conn: psycopg.Connection, role: str, password: str, *, propagat
     with unlogged(conn), conn.transaction():
         if not propagate:
             conn.execute("SET LOCAL citus.enable_alter_role_propagation = off")
+            conn.execute("SET LOCAL citus.enable_create_role_propagation = off")
         conn.execute(statement)
     log.info("role %s: password set", role)
     return True
@@ -221,3 +226,92 @@ def login_password(target: ClusterTarget, previous: Sequence[str]) -> str:
         "expected one of them to log in through the read-write port. Set superuserPassword back to the password "
         "the cluster has (then change it again), or reset it on the members by hand."
     )
+
+
+# ---- PgBouncer's auth_query ---------------------------------------------------------------------------------
+# Databases PgBouncer's auth_query must find the function in: it runs in whichever database the client asked
+# for. template1 carries it into every database created later (CREATE DATABASE copies template1).
+POOLER_DATABASES = ("template1", "postgres")
+
+# The lookup PgBouncer runs as its auth_user. SECURITY DEFINER, owned by the superuser, with a fixed search_path:
+# the auth_user reads a login role's verifier through it and nothing else (never its own, nor the replication
+# role's, which PgBouncer does not serve). Roles whose password expired are not found.
+POOLER_FUNCTION_SQL = f"""
+CREATE OR REPLACE FUNCTION {POOLER_SCHEMA}.{POOLER_AUTH_FUNCTION}(p_usename text)
+RETURNS TABLE (usename name, passwd text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT rolname, rolpassword FROM pg_catalog.pg_authid
+    WHERE rolname = p_usename AND rolcanlogin AND rolname NOT IN ('{POOLER_USER}', '{REPLICATION_USER}')
+      AND (rolvaliduntil IS NULL OR rolvaliduntil > now())
+$$"""
+
+
+def coordinator_leader(target: ClusterTarget) -> MemberTarget | None:
+    """The coordinator member Patroni says leads, or None while there is none."""
+    for member in target.members_of(0):
+        try:
+            if patroni_role(member_state(member, target.ca_file)) == "primary":
+                return member
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def ensure_pooler_auth(target: ClusterTarget, previous_superuser_passwords: Sequence[str] = (),
+                       timeout: float = 300.0) -> list[str]:
+    """PgBouncer's auth_user and its lookup function on the coordinator, before anything dials the read-write
+    port (which PgBouncer serves, so nobody logs in through it until this exists): straight to the coordinator
+    leader's PostgreSQL, with the configured superuser password or one it replaces. Returns what changed.
+
+    The role and the objects live on the coordinator group only: Citus's role and DDL propagation is off for
+    them (workers never see PgBouncer's connections). Idempotent; a changed pooler password is set as a SCRAM
+    verifier like every other role's.
+    """
+    if not target.pooler_password:
+        return []
+    deadline = time.monotonic() + timeout
+    while (leader := coordinator_leader(target)) is None:
+        if time.monotonic() > deadline:
+            raise ProvisionError(f"no coordinator leader after {timeout:.0f} s: PgBouncer's auth_user cannot be "
+                                 "created; check the coordinator members with `python -m cluster status`.")
+        time.sleep(1)
+    changed: list[str] = []
+    conn = _login(leader.dsn, [target.superuser_password, *previous_superuser_passwords])
+    with conn:
+        if set_password(conn, POOLER_USER, target.pooler_password, propagate=False):
+            changed.append(f"group 0: {POOLER_USER} password")
+    for database in (*POOLER_DATABASES, target.database):
+        with _login(_with_database(leader.dsn, database), [target.superuser_password,
+                                                            *previous_superuser_passwords]) as conn:
+            _pooler_objects(conn)
+    return changed
+
+
+def _pooler_objects(conn: psycopg.Connection) -> None:
+    schema, user = sql.Identifier(POOLER_SCHEMA), sql.Identifier(POOLER_USER)
+    function = sql.SQL("{}.{}(text)").format(schema, sql.Identifier(POOLER_AUTH_FUNCTION))
+    with conn.transaction():
+        conn.execute("SELECT set_config('citus.enable_ddl_propagation', 'off', true)")
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+            schema, sql.Identifier(SUPERUSER)))
+        conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, user))
+        conn.execute(POOLER_FUNCTION_SQL)
+        conn.execute(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(function, sql.Identifier(SUPERUSER)))
+        conn.execute(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(function))
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(function, user))
+
+
+def _with_database(dsn: str, database: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
+
+
+def _login(dsn: str, passwords: Sequence[str]) -> psycopg.Connection:
+    """A superuser session with the first of `passwords` the server accepts."""
+    for password in passwords:
+        try:
+            return psycopg.connect(with_password(dsn, password), autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" not in str(exc) or password == passwords[-1]:
+                raise
+    raise ProvisionError("no superuser password to log in with")

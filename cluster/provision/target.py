@@ -64,6 +64,7 @@ class ClusterTarget:
     dcs: dict[str, dict[str, Any]] = field(default_factory=dict)  # Citus group (as text) -> Patroni DCS config
     stats_url: str = ""  # HAProxy's stats page (`status` reads its CSV); empty when not known
     stats_password: str = ""  # empty where not needed (provisioning); `status` resolves it
+    pooler_password: str = ""  # PgBouncer's auth_user; empty: no pooler (pooling off, or a hand-made target)
 
     @property
     def superuser_password(self) -> str:
@@ -99,6 +100,7 @@ def target_from_plan(
     replication_password: str = "",
     rest_password: str = "",
     stats_password: str = "",
+    pooler_password: str = "",
 ) -> ClusterTarget:
     """What provisioning needs of `plan`; the replication and REST passwords turn on rotating the replication
     role and keeping Patroni's dynamic configuration in step (the deployer passes them; a hand-made target
@@ -127,6 +129,7 @@ def target_from_plan(
         ca_file=plan.client_ca_file,
         stats_url=plan.stats_url,
         stats_password=stats_password,
+        pooler_password=pooler_password if plan.pooled else "",
     )
 
 

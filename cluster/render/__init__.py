@@ -14,6 +14,7 @@ from cluster.render.patroni import (
 )
 from cluster.render.pgbackrest import config_path as pgbackrest_config_path
 from cluster.render.pgbackrest import render_pgbackrest
+from cluster.render.pgbouncer import render_pgbouncer, render_pgbouncer_auth
 from cluster.render.prometheus import render_prometheus
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "render_patroni",
     "render_patroni_secrets",
     "render_pgbackrest",
+    "render_pgbouncer",
+    "render_pgbouncer_auth",
 ]
 
 
@@ -38,5 +41,7 @@ def render_files(plan: Plan) -> dict[str, str]:
         if plan.config.backups.enabled:
             name = pgbackrest_config_path(member).rsplit("/", 1)[1]
             files[f"patroni/{member.name}/{name}"] = render_pgbackrest(plan, member)
+        if member.pooler is not None:
+            files[f"pgbouncer/{member.name}/pgbouncer.ini"] = render_pgbouncer(plan, member)
     files |= {f"prometheus/{name}": text for name, text in render_prometheus(plan).items()}
     return files

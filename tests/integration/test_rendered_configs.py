@@ -83,7 +83,7 @@ def test_patroni_validator_accepts_every_member(name: str, tmp_path: Path) -> No
         directory = tmp_path / member.name
         directory.mkdir()
         (directory / "10-patroni.yml").write_text(render_patroni(plan, member))
-        (directory / "90-secrets.yml").write_text(render_patroni_secrets(Passwords("a", "b", "c", "d", "e")))
+        (directory / "90-secrets.yml").write_text(render_patroni_secrets(Passwords("a", "b", "c", "d", "e", "f")))
         assert validate_patroni_dir(directory, cluster_hosts, image_bin_dir=plan.bin_dir) == [], member.name
 
 

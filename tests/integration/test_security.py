@@ -149,7 +149,8 @@ def test_rotating_every_database_password_on_a_running_cluster(cluster: Harness)
         _set_system(cluster, name, "log_statement", "all")
     try:
         new = Passwords(superuser="su-" + "x" * 20 + "Rotated1", replication="re-" + "y" * 20 + "Rotated2",
-                        rest_api="ra-" + "z" * 20 + "Rotated3", stats=old.stats, app="ap-" + "w" * 20 + "Rotated4")
+                        rest_api="ra-" + "z" * 20 + "Rotated3", stats=old.stats, app="ap-" + "w" * 20 + "Rotated4",
+                        pooler="po-" + "v" * 20 + "Rotated5")
         files = [*read_migrations(SQL_DIR), *_later_migration()]
         session = psycopg.connect(_app_dsn(cluster), autocommit=True)  # opened with the old app password
         started = time.monotonic()
