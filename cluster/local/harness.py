@@ -356,9 +356,12 @@ class Harness:
         password restarts HAProxy (it reads it from its environment): seconds without the balancer."""
         old, self.passwords = self.passwords, new
         target = replace(self.target, rest_password=old.rest_api)
-        result = provision(target, files, previous_superuser_passwords=[old.superuser])
+        # PgBouncer's auth_user first, straight on the coordinator leader, and PgBouncer told at once (it rereads
+        # its auth file on SIGHUP): provisioning then logs in through the read-write port, i.e. through PgBouncer.
+        ensure_pooler_auth(target, [old.superuser])
         self._write_secrets()
-        self.reload_poolers()  # PgBouncer rereads its auth file on SIGHUP: its auth_user logs in with the new one
+        self.reload_poolers()
+        result = provision(target, files, previous_superuser_passwords=[old.superuser])
         for member in self.plan.members:
             rest_send(f"{self.patroni_url(member.name)}/reload", {}, (RESTAPI_USER, old.rest_api),
                       ca_file=self.ca_file)
