@@ -338,6 +338,11 @@ class Harness:
                 os.fchown(fd, user.pw_uid, user.pw_gid)
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
+        self._write_pooler_auth()
+
+    def _write_pooler_auth(self) -> None:
+        """PgBouncer's auth file of every coordinator member: the auth_user's own password, 0600, server user's."""
+        user = processes.server_user()
         for member in self.plan.members:
             if member.pooler is not None:
                 _write_secret(Path(member.pooler.auth_file), render_pgbouncer_auth(self.passwords.pooler), user)
@@ -359,9 +364,10 @@ class Harness:
         # PgBouncer's auth_user first, straight on the coordinator leader, and PgBouncer told at once (it rereads
         # its auth file on SIGHUP): provisioning then logs in through the read-write port, i.e. through PgBouncer.
         ensure_pooler_auth(target, [old.superuser])
-        self._write_secrets()
+        self._write_pooler_auth()
         self.reload_poolers()
         result = provision(target, files, previous_superuser_passwords=[old.superuser])
+        self._write_secrets()
         for member in self.plan.members:
             rest_send(f"{self.patroni_url(member.name)}/reload", {}, (RESTAPI_USER, old.rest_api),
                       ca_file=self.ca_file)
