@@ -112,8 +112,10 @@ def test_pgbouncer_runs_the_rendered_ini(name: str) -> None:
 
     import psycopg
 
-    from cluster.local.processes import give_to_server_user, server_user
+    from cluster.local.processes import give_to_server_user, raise_open_files, server_user
     from cluster.render import render_pgbouncer, render_pgbouncer_auth
+
+    raise_open_files()  # or PgBouncer warns that max_client_conn exceeds the file limit it inherits
 
     root = Path(tempfile.mkdtemp(prefix="pgbouncer-check-"))  # /tmp: the server user can traverse it
     try:
