@@ -270,13 +270,23 @@ def ensure_pooler_auth(target: ClusterTarget, previous_superuser_passwords: Sequ
     if not target.pooler_password:
         return []
     deadline = time.monotonic() + timeout
-    while (leader := coordinator_leader(target)) is None:
+    passwords = [target.superuser_password, *previous_superuser_passwords]
+    while True:  # a leader that answers Patroni may still be creating the cluster's database (Citus mode)
+        leader = coordinator_leader(target)
+        try:
+            if leader is not None:
+                conn = _login(leader.dsn, passwords)
+                break
+            problem = "no coordinator leader"
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" in str(exc):
+                raise
+            problem = str(exc).strip().splitlines()[0]
         if time.monotonic() > deadline:
-            raise ProvisionError(f"no coordinator leader after {timeout:.0f} s: PgBouncer's auth_user cannot be "
-                                 "created; check the coordinator members with `python -m cluster status`.")
+            raise ProvisionError(f"PgBouncer's auth_user cannot be created after {timeout:.0f} s: {problem}; "
+                                 "check the coordinator members with `python -m cluster status`.")
         time.sleep(1)
     changed: list[str] = []
-    conn = _login(leader.dsn, [target.superuser_password, *previous_superuser_passwords])
     with conn:
         if set_password(conn, POOLER_USER, target.pooler_password, propagate=False):
             changed.append(f"group 0: {POOLER_USER} password")
