@@ -24,6 +24,7 @@ from cluster.plan import (
     ETCD_DATA_MOUNT,
     PATRONI_VENV,
     SECRET_FILE_MODE,
+    SUPERUSER,
     EtcdMember,
     Member,
     Plan,
@@ -31,6 +32,7 @@ from cluster.plan import (
 from cluster.provision.certificates import Certificates, identity_props
 from cluster.provision.migrations import Migration
 from cluster.provision.provider import Provisioning, WorkerGroup
+from cluster.provision.scram import pooled_verifier
 from cluster.provision.target import STATS_PASSWORD_OUTPUT, target_from_plan
 from cluster.render import (
     CONFIG_FILE,
@@ -98,7 +100,8 @@ class CitusCluster(pulumi.ComponentResource):
         target = self._target(passwords)
         worker_groups = {g: self._worker_group(g, target, certificates) for g in range(1, len(plan.groups))}
         secrets_file = passwords_file(passwords)
-        pooler_auth = pulumi.Output.secret(passwords.pooler.apply(render_pgbouncer_auth))
+        pooler_auth = pulumi.Output.secret(pulumi.Output.all(passwords.pooler, passwords.superuser).apply(
+            lambda pw: render_pgbouncer_auth(pw[0], pooled_verifier(pw[1], SUPERUSER, pw[0]))))
         members = [
             self._member(m, node_image, network, volumes[m.volume], secrets_file, certificates,
                          depends_on=[*etcd, *group_order(m.group, worker_groups)],

@@ -55,6 +55,7 @@ from cluster.provision.migrations import Migration
 from cluster.provision.rest import post_json, rest_json, rest_send
 from cluster.provision.rest import role as member_role
 from cluster.provision.roles import ensure_pooler_auth
+from cluster.provision.scram import pooled_verifier
 from cluster.provision.target import ClusterTarget, target_from_plan
 from cluster.render import (
     SECRETS_FILE,
@@ -345,7 +346,9 @@ class Harness:
         user = processes.server_user()
         for member in self.plan.members:
             if member.pooler is not None:
-                _write_secret(Path(member.pooler.auth_file), render_pgbouncer_auth(self.passwords.pooler), user)
+                text = render_pgbouncer_auth(self.passwords.pooler, pooled_verifier(
+                    self.passwords.superuser, SUPERUSER, self.passwords.pooler))
+                _write_secret(Path(member.pooler.auth_file), text, user)
 
     def rotate_passwords(self, new: Passwords[str], files: list[Migration]) -> ProvisionResult:
         """Change credentials on the running cluster as `make up` does after the config changed, with no restart:
@@ -363,10 +366,12 @@ class Harness:
         target = replace(self.target, rest_password=old.rest_api)
         # PgBouncer's auth_user first, straight on the coordinator leader, and PgBouncer told at once (it rereads
         # its auth file on SIGHUP): provisioning then logs in through the read-write port, i.e. through PgBouncer.
-        ensure_pooler_auth(target, [old.superuser])
+        # (It sets the superuser's new password on every group too, as the verifier PgBouncer's file lists.)
+        changed = ensure_pooler_auth(target, [old.superuser])
         self._write_pooler_auth()
         self.reload_poolers()
         result = provision(target, files, previous_superuser_passwords=[old.superuser])
+        result.passwords_changed = changed + result.passwords_changed
         self._write_secrets()
         for member in self.plan.members:
             rest_send(f"{self.patroni_url(member.name)}/reload", {}, (RESTAPI_USER, old.rest_api),

@@ -26,7 +26,7 @@ from cluster.provision.citus import ProvisionError
 from cluster.provision.health import member_state
 from cluster.provision.migrations import SETTINGS_TABLE, TABLE
 from cluster.provision.rest import role as patroni_role
-from cluster.provision.scram import scram_verifier, verifies
+from cluster.provision.scram import pooled_verifier, scram_verifier, verifies
 from cluster.provision.target import ClusterTarget, MemberTarget
 from cluster.roles import POOLER_AUTH_FUNCTION, POOLER_SCHEMA, POOLER_USER
 
@@ -70,18 +70,20 @@ def stored_verifier(conn: psycopg.Connection, role: str) -> str | None:
     return None if row is None else row[0]
 
 
-def set_password(conn: psycopg.Connection, role: str, password: str, *, propagate: bool = True) -> bool:
+def set_password(conn: psycopg.Connection, role: str, password: str, *, propagate: bool = True,
+                 verifier: str | None = None) -> bool:
     """Make `role` log in with `password` (creating it as a login role if missing); False when it already did.
 
     `propagate=False` keeps Citus from forwarding the statement: roles that exist per group are set on each
-    group's leader instead.
+    group's leader instead. `verifier`: exactly this verifier of `password` (PgBouncer's auth file lists it),
+    rather than any that accepts the password.
     """
     current = stored_verifier(conn, role)
-    if current is not None and verifies(current, password):
+    if current is not None and (current == verifier if verifier else verifies(current, password)):
         return False
     verb = "CREATE" if current is None and not _exists(conn, role) else "ALTER"
     statement = sql.SQL(f"{verb} ROLE {{}} LOGIN PASSWORD {{}}").format(
-        sql.Identifier(role), sql.Literal(scram_verifier(password)))
+        sql.Identifier(role), sql.Literal(verifier or scram_verifier(password)))
     with unlogged(conn), conn.transaction():
         if not propagate:
             conn.execute("SET LOCAL citus.enable_alter_role_propagation = off")
@@ -143,7 +145,8 @@ def sync_group_roles(target: ClusterTarget, leaders: dict[int, str], superuser_d
     changed = []
     for member in group_leaders(target, leaders):
         with citus.connect(with_password(member.dsn, superuser_dsn_password)) as conn:
-            if set_password(conn, SUPERUSER, target.superuser_password, propagate=False):
+            if set_password(conn, SUPERUSER, target.superuser_password, propagate=False,
+                            verifier=superuser_verifier(target)):
                 changed.append(f"group {member.group}: {SUPERUSER} password")
             if target.replication_password and set_password(
                 conn, REPLICATION_USER, target.replication_password, propagate=False
@@ -246,9 +249,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$"""
 
 
-def coordinator_leader(target: ClusterTarget) -> MemberTarget | None:
-    """The coordinator member Patroni says leads, or None while there is none."""
-    for member in target.members_of(0):
+def superuser_verifier(target: ClusterTarget) -> str | None:
+    """The exact verifier the superuser must have when PgBouncer lists it (pooling on), else None (any will do)."""
+    if not target.pooler_password:
+        return None
+    return pooled_verifier(target.superuser_password, SUPERUSER, target.pooler_password)
+
+
+def group_leader(target: ClusterTarget, group: int) -> MemberTarget | None:
+    """The member of `group` Patroni says leads, or None while there is none."""
+    for member in target.members_of(group):
         try:
             if patroni_role(member_state(member, target.ca_file)) == "primary":
                 return member
@@ -257,42 +267,58 @@ def coordinator_leader(target: ClusterTarget) -> MemberTarget | None:
     return None
 
 
-def ensure_pooler_auth(target: ClusterTarget, previous_superuser_passwords: Sequence[str] = (),
-                       timeout: float = 300.0) -> list[str]:
-    """PgBouncer's auth_user and its lookup function on the coordinator, before anything dials the read-write
-    port (which PgBouncer serves, so nobody logs in through it until this exists): straight to the coordinator
-    leader's PostgreSQL, with the configured superuser password or one it replaces. Returns what changed.
-
-    The role and the objects live on the coordinator group only: Citus's role and DDL propagation is off for
-    them (workers never see PgBouncer's connections). Idempotent; a changed pooler password is set as a SCRAM
-    verifier like every other role's.
-    """
-    if not target.pooler_password:
-        return []
-    deadline = time.monotonic() + timeout
-    passwords = [target.superuser_password, *previous_superuser_passwords]
-    while True:  # a leader that answers Patroni may still be creating the cluster's database (Citus mode)
-        leader = coordinator_leader(target)
+def _leader_session(target: ClusterTarget, group: int, passwords: Sequence[str], deadline: float,
+                    database: str | None = None) -> tuple[MemberTarget, psycopg.Connection]:
+    """A superuser session on `group`'s leader, straight to its PostgreSQL; waits for a leader whose database
+    exists (Patroni's Citus mode creates it after the promotion)."""
+    while True:
+        leader = group_leader(target, group)
         try:
             if leader is not None:
-                conn = _login(leader.dsn, passwords)
-                break
-            problem = "no coordinator leader"
+                dsn = leader.dsn if database is None else _with_database(leader.dsn, database)
+                return leader, _login(dsn, passwords)
+            problem = f"group {group} has no leader"
         except psycopg.OperationalError as exc:
             if "password authentication failed" in str(exc):
                 raise
             problem = str(exc).strip().splitlines()[0]
         if time.monotonic() > deadline:
-            raise ProvisionError(f"PgBouncer's auth_user cannot be created after {timeout:.0f} s: {problem}; "
-                                 "check the coordinator members with `python -m cluster status`.")
+            raise ProvisionError(f"PgBouncer's roles cannot be set: {problem}; check the members with "
+                                 "`python -m cluster status`.")
         time.sleep(1)
+
+
+def ensure_pooler_auth(target: ClusterTarget, previous_superuser_passwords: Sequence[str] = (),
+                       timeout: float = 300.0) -> list[str]:
+    """What PgBouncer needs before anyone dials the read-write port (which it serves): straight to each group's
+    leader, with the configured superuser password or one it replaces. Returns what changed.
+
+    - The superuser's verifier on every group's leader is the one PgBouncer's auth file lists
+      (scram.pooled_verifier); a rotated superuser password is set here, on every group at once, since nothing
+      logs in through the read-write port with the old one any more once PgBouncer's file changed.
+    - PgBouncer's auth_user and its lookup function, on the coordinator only (Citus's role and DDL propagation
+      off: workers never see PgBouncer's connections), in template1, postgres and the cluster's database.
+
+    Idempotent; passwords go over as SCRAM verifiers like every other role's.
+    """
+    if not target.pooler_password:
+        return []
+    deadline = time.monotonic() + timeout
+    passwords = [target.superuser_password, *previous_superuser_passwords]
     changed: list[str] = []
+    for group in target.groups:
+        _, conn = _leader_session(target, group, passwords, deadline)
+        with conn:
+            if set_password(conn, SUPERUSER, target.superuser_password, propagate=False,
+                            verifier=superuser_verifier(target)):
+                changed.append(f"group {group}: {SUPERUSER} password (the verifier PgBouncer's auth file lists)")
+    _, conn = _leader_session(target, 0, passwords, deadline)
     with conn:
         if set_password(conn, POOLER_USER, target.pooler_password, propagate=False):
             changed.append(f"group 0: {POOLER_USER} password")
     for database in (*POOLER_DATABASES, target.database):
-        with _login(_with_database(leader.dsn, database), [target.superuser_password,
-                                                            *previous_superuser_passwords]) as conn:
+        _, conn = _leader_session(target, 0, passwords, deadline, database)
+        with conn:
             _pooler_objects(conn)
     return changed
 

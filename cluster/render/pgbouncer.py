@@ -11,9 +11,10 @@ the read-write traffic to the leader's PgBouncer instead of its PostgreSQL.
   DDL relies on keep working; its concurrent sessions are bounded by the same pool size.
 - **No password list.** Every role is looked up on the server through `auth_query`, which calls a SECURITY
   DEFINER function owned by the superuser (cluster.provision.roles.ensure_pooler_auth creates it); the auth file
-  holds the auth_user's own credential and nothing else, delivered as a secret (0600, the server user's), like
-  Patroni's secrets file. Clients authenticate with SCRAM against the stored verifier and PgBouncer reuses
-  their SCRAM keys to log in to PostgreSQL: no plaintext user password ever reaches PgBouncer.
+  holds the auth_user's own credential and the superuser's SCRAM verifier (no user's password), delivered as a
+  secret (0600, the server user's), like Patroni's secrets file. Clients authenticate with SCRAM against the
+  stored verifier and PgBouncer reuses their SCRAM keys to log in to PostgreSQL: no plaintext user password
+  ever reaches PgBouncer.
 - **TLS on both sides.** Clients must speak TLS to PgBouncer, which presents the member's own certificate (its
   names already cover every address clients dial); PgBouncer verifies PostgreSQL's certificate against the
   stack CA and the member's name (verify-full), like every other client of the cluster.
@@ -90,7 +91,15 @@ def render_pgbouncer(plan: Plan, member: Member) -> str:
     return "\n".join(lines)
 
 
-def render_pgbouncer_auth(pooler_password: str) -> str:
-    """The auth file: the auth_user's own password only (PgBouncer needs it to log in and run auth_query)."""
-    escaped = pooler_password.replace('"', '""')
-    return f'"{POOLER_USER}" "{escaped}"\n'
+def render_pgbouncer_auth(pooler_password: str, superuser_verifier: str) -> str:
+    """The auth file: the auth_user's own password (PgBouncer logs in with it to run auth_query), and the
+    superuser's SCRAM verifier, never its password. The superuser must be listed: PgBouncer 1.18 treats a role
+    named in [users] (the superuser's session pooling) as known and would not look it up through auth_query.
+    The verifier must be the one the server stores (see cluster.provision.scram.pooled_verifier)."""
+    if not superuser_verifier.startswith("SCRAM-SHA-256$"):
+        raise ValueError("the superuser's entry must be a SCRAM verifier, not a password")
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace('"', '""') + '"'
+
+    return f"{quoted(POOLER_USER)} {quoted(pooler_password)}\n{quoted(SUPERUSER)} {quoted(superuser_verifier)}\n"

@@ -10,6 +10,7 @@ import pytest
 from cluster.config import ConfigError, load_config
 from cluster.plan import CONTAINER_PORTS, LocalLayout, PortBook, build_plan, ports_needed
 from cluster.provision.roles import POOLER_FUNCTION_SQL
+from cluster.provision.scram import pooled_verifier, verifies
 from cluster.provision.target import target_from_plan
 from cluster.render import render_dockerfile, render_files, render_haproxy, render_pgbouncer, render_pgbouncer_auth
 from cluster.render.dockerfile import entrypoint
@@ -106,8 +107,20 @@ def test_the_ini_and_every_credential_free_file_hold_no_password() -> None:
     text = "\n".join(files.values())
     assert "password" not in render_pgbouncer(plan, plan.coordinators[0]).lower()
     assert "pooler-secret" not in text
-    # The auth file: the auth_user's own credential only, quoted as PgBouncer reads it.
-    assert render_pgbouncer_auth('pooler-"secret') == '"pgbouncer_auth" "pooler-""secret"\n'
+    # The auth file: the auth_user's own credential and the superuser's verifier, quoted as PgBouncer reads them.
+    verifier = pooled_verifier("su-password", "postgres", 'pooler-"secret')
+    assert render_pgbouncer_auth('pooler-"secret', verifier) == (
+        f'"pgbouncer_auth" "pooler-""secret"\n"postgres" "{verifier}"\n')
+    with pytest.raises(ValueError, match="SCRAM verifier"):
+        render_pgbouncer_auth("pooler", "su-password")
+
+
+def test_pooled_verifier_is_stable_accepts_the_password_and_depends_on_the_secret() -> None:
+    one = pooled_verifier("su-password", "postgres", "pooler-a")
+    assert one == pooled_verifier("su-password", "postgres", "pooler-a")  # provisioning and the file agree
+    assert verifies(one, "su-password") and not verifies(one, "other")
+    assert one != pooled_verifier("su-password", "postgres", "pooler-b")
+    assert one != pooled_verifier("su-password", "app", "pooler-a")
 
 
 def test_a_worker_member_has_no_pgbouncer_file() -> None:
@@ -165,7 +178,8 @@ def test_coordinator_containers_get_the_ini_and_a_secret_auth_file(dev: Deployme
         assert uploads["/etc/pgbouncer/pgbouncer.ini"]["content"] == render_pgbouncer(plan, m)
         auth = uploads["/etc/pgbouncer/auth_user.txt"]
         assert (auth["owner"], auth["group"], auth["permissions"]) == ("999", "999", "0600")
-        assert auth["content"] == render_pgbouncer_auth("generated-poolerPassword")
+        assert auth["content"] == render_pgbouncer_auth("generated-poolerPassword", pooled_verifier(
+            "generated-superuserPassword", "postgres", "generated-poolerPassword"))
         assert SECRET_SIG in dev.named(m.name).inputs["uploads"]  # the uploads travel as a secret
     worker = {u["file"] for u in dev.named(plan.groups[1][0].name).inputs["uploads"]["value"]}
     assert not [f for f in worker if "pgbouncer" in f]
