@@ -73,6 +73,7 @@ def test_a_thousand_clients_run_the_seeds_queries_through_read_write(cluster: Ha
                                                 (cluster.config.citus.app_user,)).fetchone()[0]
 
     result = pooling.serve(app_rw_dsn(cluster), CLIENTS, during=count_backends)
+    print(f"{CLIENTS} clients: {result.to_dict()}; on the leader while all were open: {seen}")
     assert result.errors == {}, result.errors
     assert (result.connected, result.served) == (CLIENTS, CLIENTS)
     assert seen["max_connections"] <= MAX_CONNECTIONS
@@ -94,6 +95,7 @@ class AppDrill(HarnessCluster):
 def test_coordinator_leader_kill_with_pgbouncer_loses_no_acknowledged_write(cluster: Harness) -> None:
     drill = AppDrill(cluster)
     result = run_drill(drill, "coordinator-leader-kill")
+    print(result.summary())
     assert result.acknowledged > 100, result.summary()
     assert result.lost == 0, f"acknowledged writes lost: {result.lost_ids[:20]}"
     assert result.found == result.acknowledged
