@@ -205,6 +205,11 @@ def run(directory: Path, out: Path, steps: list[int], seconds: float, rows: int,
     return results
 
 
+def _short(error: str) -> str:
+    """The server's words of a connection error (libpq puts them after the address)."""
+    return error.rsplit("failed: ", 1)[-1][:100]
+
+
 def report(results: dict[str, Any]) -> str:
     meta, served, lat = results["meta"], results["max_clients"], results["latency_16"]
     lines = [
@@ -221,13 +226,16 @@ def report(results: dict[str, Any]) -> str:
     ]
     for path, found in served.items():
         for r in found["runs"]:
-            errors = "; ".join(f"{n} x {e[:80]}" for e, n in r["errors"].items()) or "none"
+            errors = "; ".join(f"{n} x {_short(e)}" for e, n in r["errors"].items()) or "none"
             lines.append(f"| {path} | {r['clients']} | {r['connected']} | {r['served']} | {r['seconds']} | "
                          f"{errors} |")
     lines += [
         "",
-        f"All clients served up to: without PgBouncer **{served['without_pgbouncer']['all_served_up_to']}**, "
-        f"with PgBouncer **{served['with_pgbouncer']['all_served_up_to']}** (the most tried).",
+        "Most clients served at once: without PgBouncer "
+        f"**{served['without_pgbouncer']['most_served']}** (every client up to "
+        f"{served['without_pgbouncer']['all_served_up_to']}), with PgBouncer "
+        f"**{served['with_pgbouncer']['most_served']}** (every client up to "
+        f"{served['with_pgbouncer']['all_served_up_to']}, the most tried).",
         "",
         f"## Latency at {lat['clients']} clients (ms; straight to the leader's PostgreSQL vs its PgBouncer, "
         "no HAProxy in either; paths alternated in one run)",

@@ -191,3 +191,22 @@ def test_pooling_off_uploads_no_pgbouncer_file(tmp_path: Path) -> None:
     for container in d.of_type("Container"):
         files = [u["file"] for u in container.inputs.get("uploads", {}).get("value", [])]
         assert not [f for f in files if "pgbouncer" in f], container.name
+
+
+def test_pooling_report_names_both_paths_and_the_servers_words() -> None:
+    from benchmarks.pooling import report
+
+    error = 'connection failed: connection to server at "127.0.0.1", port 1 failed: FATAL:  sorry, too many clients'
+    run = {"clients": 100, "connected": 89, "served": 89, "seconds": 6.0, "errors": {error: 11}}
+    ok = {"clients": 1000, "connected": 1000, "served": 1000, "seconds": 15.2, "errors": {}}
+    latency = {"clients": 16, "errors": {"direct": 0, "pgbouncer": 0},
+               "paths": {"direct": {"q": {"n": 9, "p50_ms": 40.0, "p95_ms": 68.0}},
+                         "pgbouncer": {"q": {"n": 9, "p50_ms": 43.0, "p95_ms": 69.0}}},
+               "added_ms": {"q": {"p50_ms": 3.0, "p95_ms": 1.0}}}
+    text = report({"meta": {"max_connections": 100, "rows": 10},
+                   "max_clients": {"without_pgbouncer": {"runs": [run], "most_served": 89, "all_served_up_to": 0},
+                                   "with_pgbouncer": {"runs": [ok], "most_served": 1000, "all_served_up_to": 1000}},
+                   "latency_16": latency})
+    assert "11 x FATAL:  sorry, too many clients" in text
+    assert "without PgBouncer **89**" in text and "with PgBouncer **1000**" in text
+    assert "| q | 40.0 | 68.0 | 43.0 | 69.0 | 3.0 | 1.0 |" in text
