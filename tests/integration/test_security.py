@@ -153,6 +153,10 @@ def test_rotating_every_database_password_on_a_running_cluster(cluster: Harness)
                         pooler="po-" + "v" * 20 + "Rotated5")
         files = [*read_migrations(SQL_DIR), *_later_migration()]
         session = psycopg.connect(_app_dsn(cluster), autocommit=True)  # opened with the old app password
+        # A live application: its PgBouncer pool holds a server connection. (PgBouncer 1.18 opens new server
+        # connections for a role with the SCRAM keys of its latest client login: until a client logs in with the
+        # new password it cannot open one, and a cold pool would leave this session waiting; see the README.)
+        session.execute("SELECT 1")
         started = time.monotonic()
         result = cluster.rotate_passwords(new, files)
         took = time.monotonic() - started
