@@ -152,11 +152,13 @@ def test_rotating_every_database_password_on_a_running_cluster(cluster: Harness)
                         rest_api="ra-" + "z" * 20 + "Rotated3", stats=old.stats, app="ap-" + "w" * 20 + "Rotated4",
                         pooler="po-" + "v" * 20 + "Rotated5")
         files = [*read_migrations(SQL_DIR), *_later_migration()]
-        session = psycopg.connect(_app_dsn(cluster), autocommit=True)  # opened with the old app password
-        # A live application: its PgBouncer pool holds a server connection. (PgBouncer 1.18 opens new server
-        # connections for a role with the SCRAM keys of its latest client login: until a client logs in with the
-        # new password it cannot open one, and a cold pool would leave this session waiting; see the README.)
-        session.execute("SELECT 1")
+        # Opened with the old app password, straight to the coordinator leader: what must go on is the session and
+        # Citus's node connections under it. (Through PgBouncer such a session waits for a server connection until
+        # a client logs in with the new password: PgBouncer 1.18 opens them with the role's latest SCRAM keys, and
+        # reloading its auth file drops its idle ones; see the README.)
+        leader = cluster.member(cluster.leader(0))
+        session = psycopg.connect(cluster.plan.member_dsn(leader, old.app, cluster.config.citus.app_user),
+                                  autocommit=True)
         started = time.monotonic()
         result = cluster.rotate_passwords(new, files)
         took = time.monotonic() - started
