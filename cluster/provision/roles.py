@@ -222,13 +222,19 @@ def login_password(target: ClusterTarget, previous: Sequence[str]) -> str:
             with psycopg.connect(with_password(target.rw_dsn, password), connect_timeout=5):
                 return password
         except psycopg.OperationalError as exc:
-            if "password authentication failed" not in str(exc):
+            if not refused_login(exc):
                 return target.superuser_password
     raise ProvisionError(
         f"the cluster refuses the configured superuser password{' and the previous one' if previous else ''}: "
         "expected one of them to log in through the read-write port. Set superuserPassword back to the password "
         "the cluster has (then change it again), or reset it on the members by hand."
     )
+
+
+def refused_login(exc: BaseException) -> bool:
+    """A login refused for its password: PostgreSQL says so; PgBouncer (the read-write port) reports the failed
+    SCRAM exchange instead."""
+    return any(words in str(exc) for words in ("password authentication failed", "SASL authentication failed"))
 
 
 # ---- PgBouncer's auth_query ---------------------------------------------------------------------------------
@@ -279,7 +285,7 @@ def _leader_session(target: ClusterTarget, group: int, passwords: Sequence[str],
                 return leader, _login(dsn, passwords)
             problem = f"group {group} has no leader"
         except psycopg.OperationalError as exc:
-            if "password authentication failed" in str(exc):
+            if refused_login(exc):
                 raise
             problem = str(exc).strip().splitlines()[0]
         if time.monotonic() > deadline:
@@ -348,6 +354,6 @@ def _login(dsn: str, passwords: Sequence[str]) -> psycopg.Connection:
         try:
             return psycopg.connect(with_password(dsn, password), autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as exc:
-            if "password authentication failed" not in str(exc) or password == passwords[-1]:
+            if not refused_login(exc) or password == passwords[-1]:
                 raise
     raise ProvisionError("no superuser password to log in with")

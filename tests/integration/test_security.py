@@ -53,6 +53,10 @@ def _show(dsn: str, setting: str) -> str:
         return str(conn.execute(f"SHOW {setting}").fetchone()[0])
 
 
+# A refused login: PostgreSQL's words, or PgBouncer's (the read-write port) for a SCRAM exchange that failed.
+REFUSED = "password authentication failed|SASL authentication failed"
+
+
 def _app_dsn(h: Harness, listener: str = "read-write") -> str:
     return h.plan.dsn(listener, h.passwords.app, h.config.citus.app_user)  # type: ignore[arg-type]
 
@@ -172,9 +176,9 @@ def test_rotating_every_database_password_on_a_running_cluster(cluster: Harness)
     assert any(REPLICATION_USER in c for c in result.passwords_changed)
 
     rw = cluster.dsn()
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+    with pytest.raises(psycopg.OperationalError, match=REFUSED):
         psycopg.connect(with_password(rw, old.superuser), connect_timeout=5).close()
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+    with pytest.raises(psycopg.OperationalError, match=REFUSED):
         psycopg.connect(with_password(_app_dsn(cluster), old.app), connect_timeout=5).close()
     with psycopg.connect(_app_dsn(cluster), autocommit=True) as conn:  # new app password, distributed query
         conn.execute(workload.SEED_INSERT.format(table=workload.TABLE), {"rows": 50})
@@ -260,7 +264,7 @@ def _assert_replication_role_rotated(cluster: Harness, old: str, new: str) -> No
     leader = cluster.leader(0)
     member = cluster.member(leader)
     base = f"host=127.0.0.1 port={member.postgres.port} user={REPLICATION_USER} replication=true connect_timeout=5"
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+    with pytest.raises(psycopg.OperationalError, match=REFUSED):
         psycopg.connect(f"{base} password={old}").close()
     psycopg.connect(f"{base} password={new}").close()
 
