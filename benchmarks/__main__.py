@@ -3,6 +3,8 @@
 python -m benchmarks run --harness DIR [--rows 1000000] [--steps load,queries,...] [--baseline-dsn URL]
 python -m benchmarks run --stack dev | --dsn URL
 python -m benchmarks ha  --harness DIR [--scenario coordinator-leader-kill ...] [--repeat 5]
+python -m benchmarks pooling --harness DIR [--clients 100,250,500,1000] [--duration 30]
+    (clients served with and without PgBouncer, and the latency it adds at 16 clients)
     (partition-* and etcd-quorum-loss-* need a namespaced harness: `python -m cluster local up --namespaces`)
 Reports (results.json, report.md, report.html, PNGs) go to --out (default benchmarks/results/<timestamp>).
 """
@@ -73,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--compare-concurrency", default="radius_500m,radius_5km,bbox,knn_10,vehicle_track",
                      help=f"compare throughput for these of {','.join(COMPARE_NAMES)} (50 km returns most rows: "
                           "at many clients it measures the client's memory)")
+    pooling = commands.add_parser("pooling", help="clients served with and without PgBouncer; latency it adds")
+    pooling.add_argument("--harness", type=Path, metavar="DIR", required=True,
+                         help="a local cluster directory (`python -m cluster local up`)")
+    pooling.add_argument("--out", type=Path, help="report directory (default benchmarks/results/<timestamp>)")
+    pooling.add_argument("--clients", default="100,250,500,1000", help="client counts tried, in order")
+    pooling.add_argument("--duration", type=float, default=30.0, help="seconds of the 16-client latency run")
+    pooling.add_argument("--rows", type=int, default=100_000, help="rows loaded first when the table has fewer")
     ha = commands.choices["ha"]
     ha.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default: both leader kills")
     ha.add_argument("--repeat", type=int, default=5, help="drills per scenario (medians need >= 5)")
@@ -87,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> int:
+    if args.command == "pooling":
+        from benchmarks import pooling
+
+        pooling.raise_open_files()
+        steps_ = [int(c) for c in args.clients.split(",") if c]
+        pooling.run(args.harness, out, steps_, args.duration, args.rows, meta)
+        print(f"reports in {out}: report.md, results.json")
+        return 0
     results = run_benchmarks(args, meta) if args.command == "run" else run_ha(args, meta)
     files = write_reports(results, out)
     print(f"reports in {out}: " + ", ".join(sorted(p.name for p in files.values())))

@@ -75,7 +75,7 @@ def run(rows: int) -> dict[str, Any]:
 
 def append_rows(dsn: str, rows: int) -> None:
     """The seed's own INSERT ... SELECT, adding to what is there (the differential backs up the change)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
         conn.execute(SEED_INSERT.format(table=TABLE), {"rows": rows})
 
 

@@ -28,8 +28,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import psycopg
+from psycopg import sql
 
 from benchmarks import history
 from benchmarks.errors import BenchmarkError
@@ -178,7 +180,10 @@ class Load:
             value: int | None = None
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2, **connect)
+                    # prepare_threshold=None: no server-side prepares, which PgBouncer 1.18's transaction pooling
+                    # (the read-write port, for an application role) cannot carry between transactions.
+                    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=2, prepare_threshold=None,
+                                           **connect)
                     server = node or _server(conn)  # through HAProxy: whichever member it routed this session to
                 value = work(conn)
                 self._record(Attempt(kind, client, began, time.monotonic() - self.start, True, "", value, server,
@@ -235,14 +240,24 @@ class Load:
                    node=member, tcp_user_timeout=1000, group=group)
 
 
+def admin_dsn(cluster: DrillCluster) -> str:
+    """Where the drill creates, counts and drops its table: the superuser's DSN, which is rw_dsn unless the
+    cluster writes as another role (an application role, transaction-pooled by PgBouncer)."""
+    return getattr(cluster, "admin_dsn", None) or cluster.rw_dsn
+
+
 def prepare_table(cluster: DrillCluster) -> bool:
     """Create the drill's table; return whether the coordinator leader commits synchronously."""
-    with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
+    with psycopg.connect(admin_dsn(cluster), autocommit=True) as conn:
         synchronous = conn.execute("SELECT current_setting('synchronous_standby_names') <> ''").fetchone()[0]
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
         conn.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz DEFAULT now())")
         if cluster.citus:  # spread over every worker group, so a worker kill hits acknowledged rows
             conn.execute(f"SELECT create_distributed_table('{TABLE}', 'id')")
+        writer = urlsplit(cluster.rw_dsn).username
+        if writer and writer != urlsplit(admin_dsn(cluster)).username:
+            conn.execute(sql.SQL("GRANT SELECT, INSERT ON TABLE {} TO {}").format(sql.Identifier(TABLE),
+                                                                                 sql.Identifier(writer)))
     return bool(synchronous)
 
 
@@ -269,7 +284,7 @@ def citus_leaders_registered(cluster: DrillCluster) -> bool:
     """pg_dist_node's primary row of every group points at that group's current leader."""
     if not cluster.citus:
         return True
-    with psycopg.connect(cluster.rw_dsn, autocommit=True, connect_timeout=3) as conn:
+    with psycopg.connect(admin_dsn(cluster), autocommit=True, connect_timeout=3) as conn:
         rows = conn.execute("SELECT groupid, nodename, nodeport FROM pg_dist_node WHERE noderole = 'primary'")
         registered = {int(g): (host, int(port)) for g, host, port in rows.fetchall()}
     leaders = {g: leader_of(cluster, g) for g in cluster.groups()}
@@ -344,7 +359,7 @@ def run_drill(
     if partition and cluster.citus:
         notes.append(f"two-phase commit recovery after healing: {settle_prepared(cluster, timeout)} transactions")
     found = _found(cluster, load.tried | {-i for i in load.tried} if partition else load.tried)
-    with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
+    with psycopg.connect(admin_dsn(cluster), autocommit=True) as conn:
         conn.execute(f"DROP TABLE {TABLE}")  # counted; leave nothing behind in the cluster under test
     acknowledged = load.acknowledged
     verdict = history.check(to_history(attempts, pairs=partition and cluster.citus), found)
@@ -394,7 +409,7 @@ def recover_prepared(cluster: DrillCluster) -> int:
     """Run the guarded two-phase commit recovery now (pg_cron runs it every minute, sql/0004): prepared
     transactions a partition left on a worker are committed or rolled back as the coordinator's record says,
     once every primary is out of recovery (0 while one is not)."""
-    with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
+    with psycopg.connect(admin_dsn(cluster), autocommit=True) as conn:
         return int(conn.execute("SELECT citus_cluster_recover_prepared_transactions()").fetchone()[0])
 
 
@@ -540,7 +555,7 @@ def _wait_first(load: Load, kind: str, after: float, timeout: float) -> float | 
 
 
 def _found(cluster: DrillCluster, ids: set[int]) -> set[int]:
-    with psycopg.connect(cluster.rw_dsn, autocommit=True) as conn:
+    with psycopg.connect(admin_dsn(cluster), autocommit=True) as conn:
         rows = conn.execute(f"SELECT id FROM {TABLE} WHERE id = ANY(%s)", (sorted(ids),)).fetchall()
     return {int(r[0]) for r in rows}
 

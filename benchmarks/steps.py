@@ -49,7 +49,10 @@ from benchmarks.workload import (
 
 
 def connect(dsn: str) -> psycopg.Connection:
-    return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    """prepare_threshold=None: psycopg would prepare a statement server-side after its 5th run, which PgBouncer
+    1.18's transaction pooling (the read-write port, for application roles) cannot carry between transactions:
+    the next transaction may run on another server connection, where the statement does not exist."""
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=10, prepare_threshold=None)
 
 
 # ---- load -----------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from cluster.plan import (
     PROMETHEUS_CONFIG_DIR,
     PROMETHEUS_DATA_MOUNT,
     SECRET_FILE_MODE,
+    SUPERUSER,
     EtcdMember,
     Member,
     Plan,
@@ -33,6 +34,7 @@ from cluster.plan import (
 from cluster.provision.certificates import Certificates, identity_props
 from cluster.provision.migrations import Migration
 from cluster.provision.provider import Provisioning, WorkerGroup
+from cluster.provision.scram import pooled_verifier
 from cluster.provision.target import STATS_PASSWORD_OUTPUT, target_from_plan
 from cluster.render import (
     CONFIG_FILE,
@@ -42,6 +44,8 @@ from cluster.render import (
     render_haproxy,
     render_patroni,
     render_patroni_secrets,
+    render_pgbouncer,
+    render_pgbouncer_auth,
 )
 from cluster.render import exporter as exporter_files
 from cluster.render import prometheus as prometheus_files
@@ -103,10 +107,12 @@ class CitusCluster(pulumi.ComponentResource):
         target = self._target(passwords)
         worker_groups = {g: self._worker_group(g, target, certificates) for g in range(1, len(plan.groups))}
         secrets_file = passwords_file(passwords)
+        pooler_auth = pulumi.Output.secret(pulumi.Output.all(passwords.pooler, passwords.superuser).apply(
+            lambda pw: render_pgbouncer_auth(pw[0], pooled_verifier(pw[1], SUPERUSER, pw[0]))))
         members = [
             self._member(m, node_image, network, volumes[m.volume], secrets_file, certificates,
                          depends_on=[*etcd, *group_order(m.group, worker_groups)],
-                         backups=backups, repository_keys=supplied_passwords)
+                         backups=backups, repository_keys=supplied_passwords, pooler_auth=pooler_auth)
             for m in plan.members
         ]
         haproxy = self._haproxy(haproxy_image, network, passwords.stats, certificates, depends_on=members)
@@ -266,6 +272,7 @@ class CitusCluster(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource],
         backups: docker.Volume | None = None,
         repository_keys: dict[str, pulumi.Output[str]] | None = None,
+        pooler_auth: pulumi.Output[str] | None = None,
     ) -> docker.Container:
         plan = self._plan
         mounts = [docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DOCKER_DATA_MOUNT)]
@@ -281,6 +288,15 @@ class CitusCluster(pulumi.ComponentResource):
         if plan.config.backups.enabled:
             uploads.append(docker.ContainerUploadArgs(file=pgbackrest_config_path(member),
                                                       content=render_pgbackrest(plan, member)))
+        if member.pooler is not None and pooler_auth is not None:
+            # The image's entrypoint starts PgBouncer when its file is there (coordinator members only).
+            uploads += [
+                docker.ContainerUploadArgs(file=member.pooler.config_path, content=render_pgbouncer(plan, member)),
+                docker.ContainerUploadArgs(
+                    file=member.pooler.auth_file, content=pooler_auth, owner=FILE_OWNERS["node"],
+                    group=FILE_OWNERS["node"], permissions=SECRET_FILE_MODE,
+                ),
+            ]
         uploads += self._tls_uploads(member.name, certificates, FILE_OWNERS["node"])
         keys = repository_keys or {}
         envs = [pulumi.Output.concat(f"{S3_KEY_ENV[key]}=", pulumi.Output.secret(keys[key]))
@@ -439,8 +455,8 @@ class CitusCluster(pulumi.ComponentResource):
         plan = self._plan
         return pulumi.Output.secret(
             pulumi.Output.all(passwords.superuser, passwords.app, passwords.replication, passwords.rest_api,
-                              passwords.monitoring).apply(
-                lambda pw: target_from_plan(plan, *pw[:4], monitoring_password=pw[4]).to_dict()
+                              passwords.monitoring, passwords.pooler).apply(
+                lambda pw: target_from_plan(plan, *pw[:4], monitoring_password=pw[4], pooler_password=pw[5]).to_dict()
             )
         )
 

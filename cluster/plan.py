@@ -36,6 +36,8 @@ DATABASE_UID = 999
 SECRET_FILE_MODE = "0600"
 PROMETHEUS_CONFIG_DIR = "/etc/citus-cluster/prometheus"  # the Prometheus container's scrape config and rules
 PROMETHEUS_DATA_MOUNT = "/prometheus"  # its TSDB volume
+POOLER_CONFIG_DIR = "/etc/pgbouncer"  # PgBouncer's rendered file and auth file, in coordinator containers
+POOLER_CONFIG_NAME = "pgbouncer.ini"
 DOCKER_TLS_DIR = "/etc/citus-cluster/tls"  # every container has its own filesystem, so one path serves all
 SSLMODE = "verify-full"  # every client of the cluster checks the chain and the host name
 
@@ -71,6 +73,23 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Pooler:
+    """PgBouncer on a coordinator member's host: where it listens, where its files are, what it pools."""
+
+    endpoint: Endpoint  # on the member's host; HAProxy's read-write listener sends the leader's traffic here
+    config_dir: str
+
+    @property
+    def config_path(self) -> str:
+        return f"{self.config_dir}/{POOLER_CONFIG_NAME}"
+
+    @property
+    def auth_file(self) -> str:
+        """The auth_user's own credential only (every other role is looked up through auth_query)."""
+        return f"{self.config_dir}/auth_user.txt"
+
+
+@dataclass(frozen=True)
 class Member:
     """One PostgreSQL + Patroni member of a Citus group."""
 
@@ -89,6 +108,7 @@ class Member:
     published_api: int
     host: str  # the host it is placed on: container name, 127.0.0.1, or its namespace's address
     published_host: str  # where the user's machine reaches published_postgres / published_api
+    pooler: Pooler | None = None  # coordinator members with pooling.enabled
 
     @property
     def role(self) -> Literal["coordinator", "worker"]:
@@ -191,6 +211,11 @@ class Plan:
         return self.groups[0]
 
     @property
+    def pooled(self) -> bool:
+        """True when HAProxy's read-write listener sends to the leader's PgBouncer (pooling.enabled)."""
+        return all(m.pooler is not None for m in self.coordinators)
+
+    @property
     def scope(self) -> str:
         """Patroni cluster name; Citus mode requires the same scope for every group."""
         return self.config.name
@@ -289,6 +314,7 @@ class Layout(Protocol):
     def bin_dir(self, postgres_major: int) -> str: ...
     def endpoint(self, name: str, role: str) -> Endpoint: ...
     def member_dirs(self, name: str) -> tuple[str, str]: ...  # (data_dir, patroni config dir)
+    def pooler_dir(self, name: str) -> str: ...  # PgBouncer's files of member `name`
     def etcd_dir(self, name: str) -> str: ...
     def tls_dir(self, name: str) -> str: ...  # where process `name` finds its CA, certificate and key
     def client_ca_file(self, config: ClusterConfig) -> str: ...  # the CA on the user's machine
@@ -314,6 +340,7 @@ CONTAINER_PORTS = {
     "stats": 7000,
     "any-node": 5434,
     "prometheus": 9090,
+    "pooler": 6432,
 }
 
 
@@ -331,6 +358,9 @@ class DockerLayout:
 
     def member_dirs(self, name: str) -> tuple[str, str]:
         return f"{DOCKER_DATA_MOUNT}/pgdata", PATRONI_CONFIG_DIR
+
+    def pooler_dir(self, name: str) -> str:
+        return POOLER_CONFIG_DIR
 
     def etcd_dir(self, name: str) -> str:
         return f"{ETCD_DATA_MOUNT}/data"  # a subdirectory: etcd insists on mode 0700, a volume root is 0755
@@ -411,6 +441,9 @@ class LocalLayout:
 
     def member_dirs(self, name: str) -> tuple[str, str]:
         return f"{self.base_dir}/{name}/data", f"{self.base_dir}/{name}/patroni"
+
+    def pooler_dir(self, name: str) -> str:
+        return f"{self.base_dir}/{name}/pgbouncer"
 
     def etcd_dir(self, name: str) -> str:
         return f"{self.base_dir}/{name}/data"
@@ -497,7 +530,8 @@ class NamespaceLayout(LocalLayout):
 
 def ports_needed(config: ClusterConfig) -> int:
     """How many distinct ports a LocalLayout must be given for `config`."""
-    return 3 * config.database_members + 2 * config.etcd.members + len(config.ports.balancer_ports())
+    poolers = config.coordinator.members if config.pooling.enabled else 0
+    return 3 * config.database_members + 2 * config.etcd.members + len(config.ports.balancer_ports()) + poolers
 
 
 def group_role(group: int) -> Literal["coordinator", "worker"]:
@@ -538,6 +572,8 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
                     published_api=layout.publish(api, published["api"]),
                     host=layout.host(name),
                     published_host=layout.published_host(postgres, client_host(config)),
+                    pooler=Pooler(layout.endpoint(name, "pooler"), layout.pooler_dir(name))
+                    if group == 0 and config.pooling.enabled else None,
                 )
             )
             ordinal += 1

@@ -28,6 +28,7 @@ class Passwords(Generic[T]):
     stats: T
     app: T
     monitoring: T  # the exporters' database role (cluster.roles.MONITORING_USER)
+    pooler: T  # PgBouncer's auth_user (cluster.roles.POOLER_USER)
 
     def __repr__(self) -> str:
         return "Passwords(<redacted>)"

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from cluster.config.models import MANAGED_PARAMETERS, ClusterConfig, ParameterValue
+from cluster.config.models import DEFAULT_MAX_CONNECTIONS, MANAGED_PARAMETERS, ClusterConfig, ParameterValue
 from cluster.roles import reserved_role
 
 
@@ -21,8 +21,8 @@ def role_problems(config: ClusterConfig, key: str = "citus.appUser") -> list[tup
     if not reserved_role(name):
         return []
     return [(key, f"{name!r} is a role the cluster, PostgreSQL or Citus already owns (postgres, replicator, "
-                  "patroni, admin, public, pg_*, citus, citus_*); the application would log in with its rights. "
-                  "Choose a name of its own, e.g. app.")]
+                  "patroni, admin, pgbouncer_auth, public, pg_*, citus, citus_*); the application would log in "
+                  "with its rights. Choose a name of its own, e.g. app.")]
 
 
 def _text(value: ParameterValue) -> str:
@@ -211,3 +211,29 @@ def grid_problems(config: ClusterConfig) -> list[tuple[str, str]]:
                       f"and so on one shard. Use at most {MAX_USEFUL_CELL_DEGREES} (e.g. 0.04), or "
                       "strategy: vehicle.")]
     return []
+
+
+# Connections a coordinator keeps for everything but PgBouncer: Patroni, replication, Citus's maintenance daemon
+# and rebalancer, superuser_reserved_connections (3).
+POOLER_HEADROOM = 20
+
+
+def pooling_problems(config: ClusterConfig) -> list[tuple[str, str]]:
+    """PgBouncer's pools must fit in the coordinator's max_connections with room for Patroni and replication,
+    or a busy pool locks the operators (and Patroni) out of their own coordinator."""
+    pooling = config.pooling
+    if not pooling.enabled:
+        return []
+    raw = config.postgresql.parameters.get("max_connections", DEFAULT_MAX_CONNECTIONS)
+    limit = _number(raw)
+    if limit is None:
+        return []
+    needed = pooling.server_connections + POOLER_HEADROOM
+    if needed <= limit:
+        return []
+    fit = max(1, (int(limit) - POOLER_HEADROOM - 1) // 2 - pooling.reserve_pool_size)
+    return [("pooling.poolSize", f"{pooling.pool_size} (with reservePoolSize {pooling.reserve_pool_size}) lets "
+             f"PgBouncer open {pooling.server_connections} connections to the coordinator: 2 x (poolSize + "
+             f"reservePoolSize) + 1, plus {POOLER_HEADROOM} kept for Patroni and replication, is {needed}, over "
+             f"max_connections = {int(limit)}. Lower pooling.poolSize to at most {fit}, or raise "
+             "postgresql.parameters.max_connections.")]

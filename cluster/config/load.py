@@ -143,6 +143,7 @@ def semantic_problems(
         *guards.docker_host_problems(config),
         *guards.docker_pool_problems(config),
         *guards.grid_problems(config),
+        *guards.pooling_problems(config),
     ]
     return [
         *_version_problems(config),

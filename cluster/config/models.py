@@ -55,6 +55,11 @@ DCS_PARAMETERS: frozenset[str] = frozenset({
 })
 
 
+# max_connections every member runs with unless postgresql.parameters sets it (rendered by cluster.render.patroni;
+# the pooling guard checks PgBouncer's pools against the same number).
+DEFAULT_MAX_CONNECTIONS = 200
+
+
 class Model(BaseModel):
     """Strict base: unknown keys are errors, values are immutable, camelCase aliases."""
 
@@ -269,6 +274,36 @@ class Monitoring(Model):
     resources: Limits = Field(Limits(memory_mb=512), description="The Prometheus container's limits.")
 
 
+class Pooling(Model):
+    """PgBouncer in front of every coordinator member; HAProxy's read-write port sends to the leader's."""
+
+    enabled: bool = Field(
+        True,
+        description="PgBouncer on every coordinator member, in transaction pooling for applications (the "
+        "superuser's sessions are pooled per session); false = HAProxy's read-write port reaches PostgreSQL "
+        "directly.",
+    )
+    pool_size: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Server connections per database and role on each coordinator member (PgBouncer's "
+        "default_pool_size): how many transactions run at once, whatever the number of clients.",
+    )
+    reserve_pool_size: int = Field(
+        5, ge=0, le=1000, description="Extra server connections a pool may open when a client waited 3 s."
+    )
+    max_client_connections: int = Field(
+        2000, ge=10, le=100_000, description="Client connections each PgBouncer accepts (max_client_conn)."
+    )
+
+    @property
+    def server_connections(self) -> int:
+        """The most connections PgBouncer opens to its PostgreSQL for the cluster's database: the application
+        role's pool, the superuser's (session) pool, each with its reserve, and the auth_query connection."""
+        return 2 * (self.pool_size + self.reserve_pool_size) + 1
+
+
 class ClusterConfig(Model):
     """Everything a stack can say about its cluster. Passwords are not here: see cluster.secrets."""
 
@@ -286,6 +321,7 @@ class ClusterConfig(Model):
     storage: Storage = Storage()
     backups: Backups = Backups()
     monitoring: Monitoring = Monitoring()
+    pooling: Pooling = Pooling()
     docker_host: str | None = Field(
         None,
         pattern=r"^(unix|tcp|ssh|npipe)://.+$",

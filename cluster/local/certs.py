@@ -73,3 +73,13 @@ def without_tls(patroni: dict[str, Any]) -> None:
 
 def plaintext_dsn(dsn: str) -> str:
     return dsn.replace(f"sslmode={SSLMODE}", PLAINTEXT)
+
+
+def pooler_without_tls(pgbouncer_ini: str) -> str:
+    """A rendered pgbouncer.ini that lets clients in without TLS and dials PostgreSQL without it (the same
+    measurement switch; the certificates stay configured)."""
+    swaps = {"client_tls_sslmode = require": "client_tls_sslmode = allow",
+             "server_tls_sslmode = verify-full": "server_tls_sslmode = disable"}
+    for old, new in swaps.items():
+        pgbouncer_ini = pgbouncer_ini.replace(old, new)
+    return pgbouncer_ini

@@ -35,12 +35,13 @@ import yaml
 from cluster.config import ClusterConfig, load_config
 from cluster.config.sources import read_stack_file, stack_file
 from cluster.local import network, processes
-from cluster.local.certs import plaintext_dsn, without_tls, write_certificates
+from cluster.local.certs import plaintext_dsn, pooler_without_tls, without_tls, write_certificates
 from cluster.local.processes import HarnessError, Proc
 from cluster.local.state import STATE_FILE, read_state, write_state
 from cluster.plan import (
     REPLICATION_USER,
     RESTAPI_USER,
+    SUPERUSER,
     Host,
     HostNetwork,
     LocalLayout,
@@ -54,8 +55,18 @@ from cluster.provision import ProvisionResult, provision
 from cluster.provision.migrations import Migration
 from cluster.provision.rest import post_json, rest_json, rest_send
 from cluster.provision.rest import role as member_role
+from cluster.provision.roles import ensure_pooler_auth
+from cluster.provision.scram import pooled_verifier
 from cluster.provision.target import ClusterTarget, target_from_plan
-from cluster.render import SECRETS_FILE, etcd_command, exporter, pgbackrest, render_files, render_patroni_secrets
+from cluster.render import (
+    SECRETS_FILE,
+    etcd_command,
+    exporter,
+    pgbackrest,
+    render_files,
+    render_patroni_secrets,
+    render_pgbouncer_auth,
+)
 from cluster.render.haproxy import STATS_PASSWORD_ENV
 from cluster.render.patroni import DCS_NAMESPACE, PGPASS_FILE
 from cluster.secrets import Passwords
@@ -225,7 +236,7 @@ class Harness:
     def target(self) -> ClusterTarget:
         p = self.passwords
         target = target_from_plan(self.plan, p.superuser, p.app, p.replication, p.rest_api,
-                                  monitoring_password=p.monitoring)
+                                  monitoring_password=p.monitoring, pooler_password=p.pooler)
         if self.tls:
             return target
         members = tuple(replace(m, dsn=plaintext_dsn(m.dsn)) for m in target.members)
@@ -315,6 +326,10 @@ class Harness:
             backup_config = f"patroni/{member.name}/{pgbackrest.CONFIG_NAME}"
             if backup_config in files:
                 Path(pgbackrest.config_path(member)).write_text(files[backup_config])
+            if member.pooler is not None:
+                Path(member.pooler.config_dir).mkdir(parents=True, exist_ok=True)
+                text = files[f"pgbouncer/{member.name}/pgbouncer.ini"]
+                Path(member.pooler.config_path).write_text(text if self.tls else pooler_without_tls(text))
         self._write_secrets()
         Path(self.plan.balancer.config_path).write_text(files["haproxy.cfg"])
         for e in self.plan.etcd:
@@ -331,6 +346,15 @@ class Harness:
             _write_private(Path(member.config_dir) / SECRETS_FILE, text)
             _write_private(Path(exporter.exporter_dir(self.plan, member)) / exporter.PASSWORD_FILE,
                            self.passwords.monitoring)
+        self._write_pooler_auth()
+
+    def _write_pooler_auth(self) -> None:
+        """PgBouncer's auth file of every coordinator member: the auth_user's own password, 0600, server user's."""
+        for member in self.plan.members:
+            if member.pooler is not None:
+                text = render_pgbouncer_auth(self.passwords.pooler, pooled_verifier(
+                    self.passwords.superuser, SUPERUSER, self.passwords.pooler))
+                _write_private(Path(member.pooler.auth_file), text)
 
     def rotate_passwords(self, new: Passwords[str], files: list[Migration]) -> ProvisionResult:
         """Change credentials on the running cluster as `make up` does after the config changed, with no restart:
@@ -346,7 +370,14 @@ class Harness:
         password restarts HAProxy (it reads it from its environment): seconds without the balancer."""
         old, self.passwords = self.passwords, new
         target = replace(self.target, rest_password=old.rest_api)
+        # PgBouncer's auth_user first, straight on the coordinator leader, and PgBouncer told at once (it rereads
+        # its auth file on SIGHUP): provisioning then logs in through the read-write port, i.e. through PgBouncer.
+        # (It sets the superuser's new password on every group too, as the verifier PgBouncer's file lists.)
+        changed = ensure_pooler_auth(target, [old.superuser])
+        self._write_pooler_auth()
+        self.reload_poolers()
         result = provision(target, files, previous_superuser_passwords=[old.superuser])
+        result.passwords_changed = changed + result.passwords_changed
         self._write_secrets()
         for member in self.plan.members:
             rest_send(f"{self.patroni_url(member.name)}/reload", {}, (RESTAPI_USER, old.rest_api),
@@ -398,6 +429,7 @@ class Harness:
                 network.create(self.plan.host_network)
             self._start_etcd(timeout)
             self._start_members([m for m in self.plan.members], timeout)
+            self._start_poolers(timeout)
             self._start_haproxy(timeout)
             self._start_exporters(list(self.plan.members))
         except BaseException:
@@ -504,8 +536,48 @@ class Harness:
             if done.returncode != 0:
                 raise HarnessError(f"{m.name}: `{' '.join(argv)}` failed: {(done.stderr or done.stdout).strip()}")
 
+    def _start_poolers(self, timeout: float, members: list[Member] | None = None) -> None:
+        """PgBouncer next to every coordinator member (pooling.enabled), from its rendered file, as the server
+        user; its auth_user and lookup function are created first (what provisioning does in Docker), since no
+        client can log in through PgBouncer without them."""
+        poolers = [m for m in (members or self.plan.coordinators) if m.pooler is not None]
+        if not poolers:
+            return
+        ensure_pooler_auth(self.target, timeout=timeout)
+        for m in poolers:
+            self._spawn_pooler(m)
+        for m in poolers:
+            assert m.pooler is not None
+            address = (m.pooler.endpoint.host, m.pooler.endpoint.port)
+            self._wait(pooler_name(m), lambda address=address: _listens(address), timeout, "PgBouncer to listen")
+
+    def _spawn_pooler(self, member: Member) -> None:
+        assert member.pooler is not None
+        binary = processes.require_binary("pgbouncer", "install pgbouncer (see .ci/run)")
+        processes.raise_open_files()
+        proc = self._proc(member.name, [binary, member.pooler.config_path])  # in the member's namespace
+        self._spawn(replace(proc, name=pooler_name(member), log=self._log(pooler_name(member))))
+
+    def reload_poolers(self) -> None:
+        """SIGHUP every running PgBouncer: it rereads its file and its auth file."""
+        for m in self.plan.coordinators:
+            proc = self.procs.get(pooler_name(m))
+            if proc is not None and proc.alive():
+                processes.signal_group(proc.pid, signal.SIGHUP)
+
+    def pooler_dsn(self, name: str, user: str | None = None, password: str | None = None) -> str:
+        """A DSN straight to member `name`'s PgBouncer (no HAProxy), as the superuser unless told otherwise."""
+        member = self.member(name)
+        if member.pooler is None:
+            raise HarnessError(f"{name} runs no PgBouncer (coordinator members with pooling.enabled only)")
+        endpoint = member.pooler.endpoint
+        dsn = self.plan._url(endpoint.host, endpoint.port, password or self.passwords.superuser,
+                             user or SUPERUSER, None)
+        return dsn if self.tls else plaintext_dsn(dsn)
+
     def _start_haproxy(self, timeout: float) -> None:
         binary = processes.require_binary("haproxy", "install haproxy (see .ci/run)")
+        processes.raise_open_files()
         b = self.plan.balancer
         self._spawn(Proc(b.name, [binary, "-f", b.config_path, "-db"], self._log(b.name)),
                     env={STATS_PASSWORD_ENV: self.passwords.stats})
@@ -544,6 +616,9 @@ class Harness:
         processes.signal_group(self.procs[name].pid, sig)
         for pid in (postmaster, *backends):  # Patroni starts the postmaster in its own session
             processes.signal_group(pid, sig)
+        pooler = self.procs.get(f"{name}-pgbouncer")  # PgBouncer shares the member's container
+        if pooler is not None and pooler.alive():
+            processes.signal_group(pooler.pid, sig)
         return postmaster
 
     def kill_member(self, name: str) -> None:
@@ -563,14 +638,17 @@ class Harness:
         processes.signal_group(self.postmaster_pid(name), signal.SIGKILL)
 
     def stop_member(self, name: str) -> None:
-        self._stop_proc(name)
+        self._stop_procs([name, *self._poolers_of([name])])
+
+    def _poolers_of(self, names: list[str]) -> list[str]:
+        return [f"{n}-pgbouncer" for n in names if f"{n}-pgbouncer" in self.procs]
 
     def stop_members(self, names: list[str]) -> None:
         """Stop several members together (thawed first: a frozen process would sit out SIGTERM until killed)."""
         for name in names:
             if name in self.procs:
                 self.thaw_member(name)
-        self._stop_procs(names)
+        self._stop_procs([*names, *self._poolers_of(names)])
 
     def start_members(self, timeout: float = STARTUP_TIMEOUT) -> None:
         """Start every member as `up` does: each group's first member until it leads, then the others."""
@@ -597,8 +675,12 @@ class Harness:
         return int(answer.get("deleted", 0))
 
     def start_member(self, name: str) -> None:
+        """Start a member's Patroni, and its PgBouncer when it has one that is not running (the container)."""
         member = self.member(name)
         self._spawn(self._proc(name, [str(Path(sys.executable).parent / "patroni"), member.config_dir]))
+        pooler = self.procs.get(pooler_name(member))
+        if member.pooler is not None and (pooler is None or not pooler.alive()):
+            self._spawn_pooler(member)
 
     def kill_process(self, name: str) -> None:
         """SIGKILL any harness process by name (etcd members, HAProxy)."""
@@ -639,10 +721,13 @@ class Harness:
         members = {m.name for m in self.plan.members}
         for name in members & set(self.procs):
             self.thaw_member(name)  # SIGCONT is harmless to a running process
-        wanted = [*members, *(e.name for e in self.plan.etcd), self.plan.balancer.name,
+        poolers = [pooler_name(m) for m in self.plan.coordinators if m.pooler is not None]
+        wanted = [*members, *(e.name for e in self.plan.etcd), *poolers, self.plan.balancer.name,
                   *(self.exporter_name(m) for m in members)]
         dead = [name for name in wanted if name in self.procs and not self.procs[name].alive()]
         for name in dead:
+            if name in poolers and self.procs[name].alive():
+                continue  # started with its member just now
             if name in members:
                 self.start_member(name)
             elif name == self.plan.balancer.name:
@@ -734,6 +819,11 @@ class Harness:
             raise HarnessError(f"{name}: no {what} after {timeout:.0f} s; last log lines of {name}:\n{tail}")
 
 
+def pooler_name(member: Member) -> str:
+    """The harness's name for the PgBouncer process of coordinator member `member`."""
+    return f"{member.name}-pgbouncer"
+
+
 def prefix_range(prefix: str) -> tuple[bytes, bytes]:
     """etcd's [key, range_end) covering every key that starts with `prefix` (its last byte plus one)."""
     key = prefix.encode()
@@ -767,6 +857,11 @@ def _pgpass_holds(path: Path, user: str, password: str) -> bool:
     escaped = password.replace("\\", "\\\\").replace(":", "\\:")
     lines = [line for line in path.read_text().splitlines() if f":{user}:" in line]
     return bool(lines) and all(line.endswith(f":{user}:{escaped}") for line in lines)
+
+
+def _listens(address: tuple[str, int]) -> bool:
+    with socket.create_connection(address, timeout=1):
+        return True
 
 
 def _can_query(dsn: str) -> bool:

@@ -102,6 +102,20 @@ def start(proc: Proc, env: dict[str, str] | None = None, cwd: str | None = None)
     return proc
 
 
+def raise_open_files(wanted: int = 65536) -> int:
+    """Raise this process's soft limit on open files towards `wanted` (never past the hard limit), so the servers
+    it starts inherit it: a thousand clients are a thousand sockets in HAProxy (twice) and PgBouncer. Returns the
+    soft limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
 def namespace_argv(namespace: str, uid: int, gid: int, argv: list[str]) -> list[str]:
     """`argv` run inside `namespace` as uid/gid. Both wrappers exec in place, so the PID stays the server's."""
     return ["ip", "netns", "exec", namespace, "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",

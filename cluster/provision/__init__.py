@@ -74,9 +74,11 @@ def provision(
     A superuser password that changed in the config is rotated: provisioning logs in with the previous one
     (`previous_superuser_passwords`, e.g. the provider's old inputs) and sets the new one everywhere first.
     """
+    # PgBouncer serves the read-write port: its auth_user must exist before anyone logs in through it.
+    pooler_changed = roles.ensure_pooler_auth(target, previous_superuser_passwords, timeout=health_timeout)
     login = roles.login_password(target, previous_superuser_passwords)
     report = wait_healthy(replace(target, rw_dsn=roles.with_password(target.rw_dsn, login)), timeout=health_timeout)
-    changed = roles.sync_group_roles(target, report.leaders, login)
+    changed = pooler_changed + roles.sync_group_roles(target, report.leaders, login)
     changed += roles.sync_monitoring_role(target, report.leaders)
     with citus.connect(target.rw_dsn) as conn:
         result = ProvisionResult(citus_version=citus.require_citus(conn), passwords_changed=changed)

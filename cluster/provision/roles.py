@@ -11,6 +11,7 @@ coordinator and Citus propagates it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -22,9 +23,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from cluster.plan import GRANT_SET_ON_PARAMETER_SINCE, MONITORING_USER, REPLICATION_USER, SECONDARY_READS, SUPERUSER
 from cluster.provision import citus
 from cluster.provision.citus import ProvisionError
+from cluster.provision.health import member_state
 from cluster.provision.migrations import SETTINGS_TABLE, TABLE
-from cluster.provision.scram import scram_verifier, verifies
+from cluster.provision.rest import role as patroni_role
+from cluster.provision.scram import pooled_verifier, scram_verifier, verifies
 from cluster.provision.target import ClusterTarget, MemberTarget
+from cluster.roles import POOLER_AUTH_FUNCTION, POOLER_SCHEMA, POOLER_USER
 
 log = logging.getLogger("cluster.provision")
 
@@ -66,21 +70,24 @@ def stored_verifier(conn: psycopg.Connection, role: str) -> str | None:
     return None if row is None else row[0]
 
 
-def set_password(conn: psycopg.Connection, role: str, password: str, *, propagate: bool = True) -> bool:
+def set_password(conn: psycopg.Connection, role: str, password: str, *, propagate: bool = True,
+                 verifier: str | None = None) -> bool:
     """Make `role` log in with `password` (creating it as a login role if missing); False when it already did.
 
     `propagate=False` keeps Citus from forwarding the statement: roles that exist per group are set on each
-    group's leader instead.
+    group's leader instead. `verifier`: exactly this verifier of `password` (PgBouncer's auth file lists it),
+    rather than any that accepts the password.
     """
     current = stored_verifier(conn, role)
-    if current is not None and verifies(current, password):
+    if current is not None and (current == verifier if verifier else verifies(current, password)):
         return False
     verb = "CREATE" if current is None and not _exists(conn, role) else "ALTER"
     statement = sql.SQL(f"{verb} ROLE {{}} LOGIN PASSWORD {{}}").format(
-        sql.Identifier(role), sql.Literal(scram_verifier(password)))
+        sql.Identifier(role), sql.Literal(verifier or scram_verifier(password)))
     with unlogged(conn), conn.transaction():
         if not propagate:
             conn.execute("SET LOCAL citus.enable_alter_role_propagation = off")
+            conn.execute("SET LOCAL citus.enable_create_role_propagation = off")
         conn.execute(statement)
     log.info("role %s: password set", role)
     return True
@@ -151,7 +158,8 @@ def sync_group_roles(target: ClusterTarget, leaders: dict[int, str], superuser_d
     changed = []
     for member in group_leaders(target, leaders):
         with citus.connect(with_password(member.dsn, superuser_dsn_password)) as conn:
-            if set_password(conn, SUPERUSER, target.superuser_password, propagate=False):
+            if set_password(conn, SUPERUSER, target.superuser_password, propagate=False,
+                            verifier=superuser_verifier(target)):
                 changed.append(f"group {member.group}: {SUPERUSER} password")
             if target.replication_password and set_password(
                 conn, REPLICATION_USER, target.replication_password, propagate=False
@@ -249,10 +257,138 @@ def login_password(target: ClusterTarget, previous: Sequence[str]) -> str:
             with psycopg.connect(with_password(target.rw_dsn, password), connect_timeout=5):
                 return password
         except psycopg.OperationalError as exc:
-            if "password authentication failed" not in str(exc):
+            if not refused_login(exc):
                 return target.superuser_password
     raise ProvisionError(
         f"the cluster refuses the configured superuser password{' and the previous one' if previous else ''}: "
         "expected one of them to log in through the read-write port. Set superuserPassword back to the password "
         "the cluster has (then change it again), or reset it on the members by hand."
     )
+
+
+def refused_login(exc: BaseException) -> bool:
+    """A login refused for its password: PostgreSQL says so; PgBouncer (the read-write port) reports the failed
+    SCRAM exchange instead."""
+    return any(words in str(exc) for words in ("password authentication failed", "SASL authentication failed"))
+
+
+# ---- PgBouncer's auth_query ---------------------------------------------------------------------------------
+# Databases PgBouncer's auth_query must find the function in: it runs in whichever database the client asked
+# for. template1 carries it into every database created later (CREATE DATABASE copies template1).
+POOLER_DATABASES = ("template1", "postgres")
+
+# The lookup PgBouncer runs as its auth_user. SECURITY DEFINER, owned by the superuser, with a fixed search_path:
+# the auth_user reads a login role's verifier through it and nothing else (never its own, nor the replication
+# role's, which PgBouncer does not serve). Roles whose password expired are not found.
+POOLER_FUNCTION_SQL = f"""
+CREATE OR REPLACE FUNCTION {POOLER_SCHEMA}.{POOLER_AUTH_FUNCTION}(p_usename text)
+RETURNS TABLE (usename name, passwd text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT rolname, rolpassword FROM pg_catalog.pg_authid
+    WHERE rolname = p_usename AND rolcanlogin AND rolname NOT IN ('{POOLER_USER}', '{REPLICATION_USER}')
+      AND (rolvaliduntil IS NULL OR rolvaliduntil > now())
+$$"""
+
+
+def superuser_verifier(target: ClusterTarget) -> str | None:
+    """The exact verifier the superuser must have when PgBouncer lists it (pooling on), else None (any will do)."""
+    if not target.pooler_password:
+        return None
+    return pooled_verifier(target.superuser_password, SUPERUSER, target.pooler_password)
+
+
+def group_leader(target: ClusterTarget, group: int) -> MemberTarget | None:
+    """The member of `group` Patroni says leads, or None while there is none."""
+    for member in target.members_of(group):
+        try:
+            if patroni_role(member_state(member, target.ca_file)) == "primary":
+                return member
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _leader_session(target: ClusterTarget, group: int, passwords: Sequence[str], deadline: float,
+                    database: str | None = None) -> tuple[MemberTarget, psycopg.Connection]:
+    """A superuser session on `group`'s leader, straight to its PostgreSQL; waits for a leader whose database
+    exists (Patroni's Citus mode creates it after the promotion)."""
+    while True:
+        leader = group_leader(target, group)
+        try:
+            if leader is not None:
+                dsn = leader.dsn if database is None else _with_database(leader.dsn, database)
+                return leader, _login(dsn, passwords)
+            problem = f"group {group} has no leader"
+        except psycopg.OperationalError as exc:
+            if refused_login(exc):
+                raise
+            problem = str(exc).strip().splitlines()[0]
+        if time.monotonic() > deadline:
+            raise ProvisionError(f"PgBouncer's roles cannot be set: {problem}; check the members with "
+                                 "`python -m cluster status`.")
+        time.sleep(1)
+
+
+def ensure_pooler_auth(target: ClusterTarget, previous_superuser_passwords: Sequence[str] = (),
+                       timeout: float = 300.0) -> list[str]:
+    """What PgBouncer needs before anyone dials the read-write port (which it serves): straight to each group's
+    leader, with the configured superuser password or one it replaces. Returns what changed.
+
+    - The superuser's verifier on every group's leader is the one PgBouncer's auth file lists
+      (scram.pooled_verifier); a rotated superuser password is set here, on every group at once, since nothing
+      logs in through the read-write port with the old one any more once PgBouncer's file changed.
+    - PgBouncer's auth_user and its lookup function, on the coordinator only (Citus's role and DDL propagation
+      off: workers never see PgBouncer's connections), in template1, postgres and the cluster's database.
+
+    Idempotent; passwords go over as SCRAM verifiers like every other role's.
+    """
+    if not target.pooler_password:
+        return []
+    deadline = time.monotonic() + timeout
+    passwords = [target.superuser_password, *previous_superuser_passwords]
+    changed: list[str] = []
+    for group in target.groups:
+        _, conn = _leader_session(target, group, passwords, deadline)
+        with conn:
+            if set_password(conn, SUPERUSER, target.superuser_password, propagate=False,
+                            verifier=superuser_verifier(target)):
+                changed.append(f"group {group}: {SUPERUSER} password (the verifier PgBouncer's auth file lists)")
+    _, conn = _leader_session(target, 0, passwords, deadline)
+    with conn:
+        if set_password(conn, POOLER_USER, target.pooler_password, propagate=False):
+            changed.append(f"group 0: {POOLER_USER} password")
+    for database in (*POOLER_DATABASES, target.database):
+        _, conn = _leader_session(target, 0, passwords, deadline, database)
+        with conn:
+            _pooler_objects(conn)
+    return changed
+
+
+def _pooler_objects(conn: psycopg.Connection) -> None:
+    schema, user = sql.Identifier(POOLER_SCHEMA), sql.Identifier(POOLER_USER)
+    function = sql.SQL("{}.{}(text)").format(schema, sql.Identifier(POOLER_AUTH_FUNCTION))
+    with conn.transaction():
+        conn.execute("SELECT set_config('citus.enable_ddl_propagation', 'off', true)")
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+            schema, sql.Identifier(SUPERUSER)))
+        conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, user))
+        conn.execute(POOLER_FUNCTION_SQL)
+        conn.execute(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(function, sql.Identifier(SUPERUSER)))
+        conn.execute(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(function))
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(function, user))
+
+
+def _with_database(dsn: str, database: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
+
+
+def _login(dsn: str, passwords: Sequence[str]) -> psycopg.Connection:
+    """A superuser session with the first of `passwords` the server accepts."""
+    for password in passwords:
+        try:
+            return psycopg.connect(with_password(dsn, password), autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            if not refused_login(exc) or password == passwords[-1]:
+                raise
+    raise ProvisionError("no superuser password to log in with")

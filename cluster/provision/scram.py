@@ -73,3 +73,13 @@ def verifies(verifier: str | None, password: str) -> bool:
         return False
     iterations, salt = int(match.group(1)), base64.b64decode(match.group(2))
     return hmac.compare_digest(scram_verifier(password, salt, iterations), verifier or "")
+
+
+def pooled_verifier(password: str, role: str, pooler_password: str) -> str:
+    """The verifier a role that PgBouncer lists in its auth file must have on the server too: PgBouncer reuses a
+    client's SCRAM keys to log in to PostgreSQL only when its own verifier and the server's are identical (same
+    salt). The salt is derived from the role and the cluster's secret pooler password, so provisioning (which sets
+    it on the server) and the auth file (rendered for PgBouncer) agree without ever exchanging a verifier, and it
+    is unguessable without that secret."""
+    salt = hashlib.sha256(f"citus-cluster pgbouncer\0{role}\0{pooler_password}".encode()).digest()[:SALT_BYTES]
+    return scram_verifier(password, salt)

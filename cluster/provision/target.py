@@ -66,6 +66,7 @@ class ClusterTarget:
     stats_password: str = ""  # empty where not needed (provisioning); `status` resolves it
     monitoring_password: str = ""  # the exporters' role; empty: provisioning leaves that role alone
     ro_dsn: str = ""  # HAProxy's read-only listener, superuser, with its session options; empty when not known
+    pooler_password: str = ""  # PgBouncer's auth_user; empty: no pooler (pooling off, or a hand-made target)
 
     @property
     def superuser_password(self) -> str:
@@ -102,6 +103,7 @@ def target_from_plan(
     rest_password: str = "",
     stats_password: str = "",
     monitoring_password: str = "",
+    pooler_password: str = "",
 ) -> ClusterTarget:
     """What provisioning needs of `plan`; the replication and REST passwords turn on rotating the replication
     role and keeping Patroni's dynamic configuration in step (the deployer passes them; a hand-made target
@@ -132,6 +134,7 @@ def target_from_plan(
         stats_url=plan.stats_url,
         stats_password=stats_password,
         monitoring_password=monitoring_password,
+        pooler_password=pooler_password if plan.pooled else "",
     )
 
 

@@ -15,6 +15,7 @@ from cluster.render.patroni import (
 )
 from cluster.render.pgbackrest import config_path as pgbackrest_config_path
 from cluster.render.pgbackrest import render_pgbackrest
+from cluster.render.pgbouncer import render_pgbouncer, render_pgbouncer_auth
 from cluster.render.prometheus import render_prometheus
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "render_patroni",
     "render_patroni_secrets",
     "render_pgbackrest",
+    "render_pgbouncer",
+    "render_pgbouncer_auth",
 ]
 
 
@@ -39,6 +42,8 @@ def render_files(plan: Plan) -> dict[str, str]:
         if plan.config.backups.enabled:
             name = pgbackrest_config_path(member).rsplit("/", 1)[1]
             files[f"patroni/{member.name}/{name}"] = render_pgbackrest(plan, member)
+        if member.pooler is not None:
+            files[f"pgbouncer/{member.name}/pgbouncer.ini"] = render_pgbouncer(plan, member)
     files |= {f"prometheus/{name}": text for name, text in render_prometheus(plan).items()}
     files["exporter/queries.yml"] = render_queries(plan)  # every member's prometheus-postgres-exporter
     return files

@@ -7,6 +7,7 @@ which replaces the containers (and never the volumes).
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 from cluster.config.versions import POSTGIS_UNPINNED, citus_image_tag
@@ -16,6 +17,8 @@ from cluster.plan import (
     DOCKER_DATA_MOUNT,
     PATRONI_CONFIG_DIR,
     PATRONI_VENV,
+    POOLER_CONFIG_DIR,
+    POOLER_CONFIG_NAME,
     PROMETHEUS_CONFIG_DIR,
     PROMETHEUS_DATA_MOUNT,
     Plan,
@@ -23,6 +26,16 @@ from cluster.plan import (
 from cluster.render.pgbackrest import DOCKER_LOG_DIR
 
 CITUS_IMAGE = "citusdata/citus"
+PGBOUNCER = "/usr/sbin/pgbouncer"
+POOLER_CONFIG = f"{POOLER_CONFIG_DIR}/{POOLER_CONFIG_NAME}"  # the DockerLayout's Pooler.config_path
+
+
+def entrypoint() -> list[str]:
+    """The container's command: PgBouncer (restarted if it dies) when the member has its file (coordinator
+    members with pooling.enabled), then Patroni as PID 1 (it reaps orphans and takes the stop signal)."""
+    script = (f"if [ -f {POOLER_CONFIG} ]; then (while true; do {PGBOUNCER} {POOLER_CONFIG}; sleep 1; done) & fi; "
+              f"exec {PATRONI_VENV}/bin/patroni {PATRONI_CONFIG_DIR}")
+    return ["/bin/sh", "-c", script]
 
 
 @dataclass(frozen=True)
@@ -52,10 +65,12 @@ FROM {base}
 USER root
 # PostGIS from the PostgreSQL apt repository the base image already trusts; pg_cron for the guarded two-phase
 # commit recovery (sql/0004); Python for Patroni; pgBackRest for WAL archiving, backups and restores (the
-# repository volume is mounted at {DOCKER_BACKUP_MOUNT}).
+# repository volume is mounted at {DOCKER_BACKUP_MOUNT}); PgBouncer in front of the coordinator members (started
+# by the entrypoint where its file is uploaded).
 RUN set -eux; \\
     apt-get update; \\
-    apt-get install -y --no-install-recommends '{postgis_pkg}{pin}' {cron_pkg} python3 python3-venv pgbackrest; \\
+    apt-get install -y --no-install-recommends '{postgis_pkg}{pin}' {cron_pkg} python3 python3-venv \\
+        pgbackrest pgbouncer; \\
     rm -rf /var/lib/apt/lists/*{check}
 
 # Patroni in its own venv, pinned, with the etcd3 and psycopg3 extras.
@@ -66,13 +81,15 @@ RUN set -eux; \\
 
 RUN set -eux; \\
     test "$(id -u postgres):$(id -g postgres)" = "{DATABASE_UID}:{DATABASE_UID}"; \\
-    mkdir -p {PATRONI_CONFIG_DIR} {DOCKER_DATA_MOUNT} {DOCKER_BACKUP_MOUNT} {DOCKER_LOG_DIR}; \\
-    chown -R postgres:postgres {PATRONI_CONFIG_DIR} {DOCKER_DATA_MOUNT} {DOCKER_BACKUP_MOUNT} {DOCKER_LOG_DIR}; \\
+    rm -f {POOLER_CONFIG_DIR}/*; \\
+    mkdir -p {PATRONI_CONFIG_DIR} {DOCKER_DATA_MOUNT} {DOCKER_BACKUP_MOUNT} {DOCKER_LOG_DIR} {POOLER_CONFIG_DIR}; \\
+    chown -R postgres:postgres {PATRONI_CONFIG_DIR} {DOCKER_DATA_MOUNT} {DOCKER_BACKUP_MOUNT} {DOCKER_LOG_DIR} \\
+        {POOLER_CONFIG_DIR}; \\
     chmod 0700 {DOCKER_DATA_MOUNT}
 
 USER postgres
 STOPSIGNAL SIGINT
-ENTRYPOINT ["{PATRONI_VENV}/bin/patroni", "{PATRONI_CONFIG_DIR}"]
+ENTRYPOINT {json.dumps(entrypoint())}
 """
 
 

@@ -4,7 +4,9 @@ HAProxy never guesses who leads: it asks every coordinator member's Patroni (`GE
 the leader only, `GET /replica` on healthy replicas) once a second and routes accordingly. Those checks speak
 HTTPS and verify Patroni's certificate against the cluster CA and the member's name; the stats page is HTTPS,
 and serves HAProxy's built-in Prometheus exporter at /metrics behind the same credential.
-PostgreSQL traffic passes through in TCP mode, so TLS runs end to end between the client and the member.
+PostgreSQL traffic passes through in TCP mode, so TLS runs end to end between the client and the member (its
+PgBouncer, with pooling.enabled: the read-write backend still checks each coordinator's Patroni, but sends the
+leader's traffic to the PgBouncer on that member's host).
 
 The read-only listener prefers the coordinator standbys and falls back to the leader when none is healthy: its
 sessions start with citus.use_secondary_nodes = always (the DSN's options, cluster.plan), so even on the leader
@@ -79,7 +81,7 @@ def render_haproxy(plan: Plan) -> str:
         f"    default_backend {PRIMARY_BACKEND}",
         "",
         *_any_node(plan),
-        *_backend(PRIMARY_BACKEND, "/primary", "first", coordinators),
+        *_backend(PRIMARY_BACKEND, "/primary", "first", coordinators, pooled=plan.pooled),
         *_backend(REPLICAS_BACKEND, "/replica", "leastconn", coordinators),
         # The stats credential guards /metrics too (Prometheus sends it from a password file): the exporter
         # answers before the stats page would ask, so the check is explicit.
@@ -114,7 +116,8 @@ def _any_node(plan: Plan) -> list[str]:
     ]
 
 
-def _backend(name: str, check_path: str, balance: str, members: tuple[Member, ...]) -> list[str]:
+def _backend(name: str, check_path: str, balance: str, members: tuple[Member, ...], pooled: bool = False) -> list[str]:
+    """`pooled`: traffic goes to each member's PgBouncer; the check still asks its Patroni."""
     return [
         f"backend {name}",
         f"    balance {balance}",
@@ -123,6 +126,12 @@ def _backend(name: str, check_path: str, balance: str, members: tuple[Member, ..
         "    http-check expect status 200",
         # verifyhost: the certificate must be this member's (its name is a DNS SAN of its own certificate only;
         # HAProxy matches DNS names, never IP SANs, so the address would not do in a layout that dials IPs).
-        *(f"    server {m.name} {m.postgres.address} check port {m.api.port} verifyhost {m.name}" for m in members),
+        *(f"    server {m.name} {_target(m, pooled)} check port {m.api.port} verifyhost {m.name}" for m in members),
         "",
     ]
+
+
+def _target(member: Member, pooled: bool) -> str:
+    if pooled and member.pooler is not None:
+        return member.pooler.endpoint.address
+    return member.postgres.address

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from cluster.config.models import DCS_PARAMETERS
+from cluster.config.models import DCS_PARAMETERS, DEFAULT_MAX_CONNECTIONS
 from cluster.plan import REPLICATION_USER, RESTAPI_USER, SSLMODE, SUPERUSER, Member, Plan
 from cluster.render.pgbackrest import archive_parameters, patroni_postgresql
 from cluster.secrets import Passwords
@@ -155,7 +155,7 @@ def postgres_parameters(plan: Plan) -> dict[str, Any]:
         "password_encryption": "scram-sha-256",
         "unix_socket_directories": plan.socket_dir,
         "wal_log_hints": "on",  # pg_rewind needs it (data checksums also satisfy it; belt and braces)
-        "max_connections": 200,
+        "max_connections": DEFAULT_MAX_CONNECTIONS,
         "max_wal_senders": 10,
         "max_replication_slots": 10,
         "citus.shard_count": config.citus.shard_count,

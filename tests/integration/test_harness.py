@@ -39,7 +39,7 @@ def test_cli_up_prints_json_and_down_stops_everything(tmp_path: Path) -> None:
         with psycopg.connect(info["rw_dsn"]) as conn:  # plain Patroni: the harness created the database
             assert conn.execute("SELECT current_database()").fetchone() == ("citus",)
         pids = list(info["pids"].values())
-        assert len(pids) == 4 and all(pid_alive(pid) for pid in pids)  # etcd, 2 Patroni, HAProxy
+        assert len(pids) == 5 and all(pid_alive(pid) for pid in pids)  # etcd, 2 Patroni, PgBouncer, HAProxy
     finally:
         down = run("down", "--dir", str(where))
     assert down.returncode == 0, down.stderr

@@ -87,6 +87,96 @@ def test_patroni_validator_accepts_every_member(name: str, tmp_path: Path) -> No
         assert validate_patroni_dir(directory, cluster_hosts, image_bin_dir=plan.bin_dir) == [], member.name
 
 
+pgbouncer = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+needs_pgbouncer = pytest.mark.skipif(not os.path.exists(pgbouncer),
+                                     reason="pgbouncer is not installed (.ci/run installs it)")
+
+
+@dataclass(frozen=True)
+class PoolerCheckLayout(CheckLayout):
+    """CheckLayout with PgBouncer's files beside the certificates, where this machine's pgbouncer reads them."""
+
+    def pooler_dir(self, name: str) -> str:
+        return f"{self.tls_root}/{name}/pgbouncer"
+
+
+@needs_pgbouncer
+@pytest.mark.parametrize("name", ["dev", "large"])
+def test_pgbouncer_runs_the_rendered_ini(name: str) -> None:
+    """pgbouncer has no check-only switch: start it on every coordinator's rendered file (only its port moved to a
+    free one and its address to loopback), and require it to come up listening with no warning or error, to
+    refuse a client without TLS, and to speak TLS with the member's certificate."""
+    import socket
+    import tempfile
+    import time
+
+    import psycopg
+
+    from cluster.local.processes import give_to_server_user, raise_open_files, server_user
+    from cluster.provision.scram import pooled_verifier
+    from cluster.render import render_pgbouncer, render_pgbouncer_auth
+
+    raise_open_files()  # or PgBouncer warns that max_client_conn exceeds the file limit it inherits
+
+    root = Path(tempfile.mkdtemp(prefix="pgbouncer-check-"))  # /tmp: the server user can traverse it
+    try:
+        os.chmod(root, 0o755)
+        plan = build_plan(load_config(CONFIGS[name]).config, PoolerCheckLayout(tls_root=str(root)))
+        authority = tls.new_authority(plan.scope)
+        for identity in tls.identities(plan):
+            for path, (text, _) in tls.files_for(identity, authority.cert, tls.issue(authority, identity)).items():
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(text)
+        for member in plan.coordinators:
+            assert member.pooler is not None
+            Path(member.pooler.config_dir).mkdir(parents=True)
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            text = render_pgbouncer(plan, member)
+            text = text.replace("listen_addr = 0.0.0.0", "listen_addr = 127.0.0.1")
+            text = text.replace("listen_port = 6432", f"listen_port = {port}")
+            Path(member.pooler.config_path).write_text(text)
+            verifier = pooled_verifier("y" * 24, "postgres", "x" * 24)
+            Path(member.pooler.auth_file).write_text(render_pgbouncer_auth("x" * 24, verifier))
+            os.chmod(member.pooler.auth_file, 0o600)
+            give_to_server_user(root)
+            user = server_user()
+            argv = [pgbouncer, member.pooler.config_path]
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    **({"user": user.pw_uid, "group": user.pw_gid} if user else {}))
+            try:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and proc.poll() is None:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+                assert proc.poll() is None, proc.communicate()[0]
+                with pytest.raises(psycopg.OperationalError, match="SSL required"):
+                    psycopg.connect(f"host=127.0.0.1 port={port} user=app dbname=citus sslmode=disable",
+                                    connect_timeout=3)
+                # TLS verified against the stack CA and a name of the member's certificate; the login itself then
+                # fails (no PostgreSQL behind this PgBouncer), after the handshake.
+                ca = tls.TlsPaths(member.tls_dir).ca
+                with pytest.raises(psycopg.OperationalError) as refused:
+                    psycopg.connect(f"host=127.0.0.1 port={port} user=app password=x dbname=citus "
+                                    f"sslmode=verify-full sslrootcert={ca}", connect_timeout=5)
+                assert "certificate" not in str(refused.value).lower(), refused.value
+            finally:
+                proc.terminate()
+                log = proc.communicate(timeout=10)[0]
+            problems = [line for line in log.splitlines() if any(w in line for w in ("WARNING", "ERROR", "FATAL"))
+                        and "server login" not in line and "pooler error" not in line
+                        and "client_tls" not in line and "closing because" not in line
+                        and "DNS lookup failed" not in line]  # container names resolve on the Docker network only
+            assert "listening on 127.0.0.1" in log, log
+            assert problems == [], log
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_patroni_validator_catches_a_broken_file(tmp_path: Path) -> None:
     """The check is not a rubber stamp: a wrong type and an unknown etcd host are reported."""
     plan = build_plan(load_config({}).config)

@@ -41,7 +41,7 @@ def test_dev_stack_declares_exactly_these_resources(dev: Deployment) -> None:
         "Network": 1,
         "Image": 1,
         "RemoteImage": 2,
-        "RandomPassword": 5,
+        "RandomPassword": 6,  # superuser, replication, REST API, stats, app, PgBouncer's auth_user
         "Volume": 8 + 3 + 1,  # + the backup repository
         "Container": 8 + 3 + 1,
         "Provisioning": 1,  # dynamic resources, each under its own type
