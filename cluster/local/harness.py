@@ -651,8 +651,10 @@ class Harness:
         self._stop_procs([*names, *self._poolers_of(names)])
 
     def start_members(self, timeout: float = STARTUP_TIMEOUT) -> None:
-        """Start every member as `up` does: each group's first member until it leads, then the others."""
+        """Start every member as `up` does: each group's first member until it leads, then the others, then the
+        coordinators' PgBouncers (stop_members stopped them with their members)."""
         self._start_members(list(self.plan.members), timeout)
+        self._start_poolers(timeout)
         self.save()
 
     def dcs_prefix(self, group: int) -> str:
