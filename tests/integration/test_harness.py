@@ -38,8 +38,11 @@ def test_cli_up_prints_json_and_down_stops_everything(tmp_path: Path) -> None:
         assert info["citus"] is False and "turned off" in info["citus_missing"]
         with psycopg.connect(info["rw_dsn"]) as conn:  # plain Patroni: the harness created the database
             assert conn.execute("SELECT current_database()").fetchone() == ("citus",)
+        members = ("h-coordinator-0", "h-worker1-0")
+        assert set(info["pids"]) == {  # etcd, HAProxy, and per member Patroni and its metrics exporter
+            "h-etcd-0", "h-haproxy", *members, *(f"{m}-exporter" for m in members)}
         pids = list(info["pids"].values())
-        assert len(pids) == 4 and all(pid_alive(pid) for pid in pids)  # etcd, 2 Patroni, HAProxy
+        assert all(pid_alive(pid) for pid in pids)
     finally:
         down = run("down", "--dir", str(where))
     assert down.returncode == 0, down.stderr
