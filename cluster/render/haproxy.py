@@ -11,7 +11,9 @@ leader's traffic to the PgBouncer on that member's host).
 The read-only listener prefers the coordinator standbys and falls back to the leader when none is healthy: its
 sessions start with citus.use_secondary_nodes = always (the DSN's options, cluster.plan), so even on the leader
 they read the shards on the workers' standbys and refuse writes; failing instead would leave readers without an
-endpoint from a coordinator failover until the old leader rejoins (README, Read scaling).
+endpoint from a coordinator failover until the old leader rejoins (README, Read scaling). With pooling that fallback
+goes to the leader's PostgreSQL, not its PgBouncer: PgBouncer refuses startup options (`options=-c ...`), which is
+how a read-only session asks for the secondaries.
 """
 
 from __future__ import annotations
@@ -37,12 +39,15 @@ FASTINTER = "250ms"
 PRIMARY_BACKEND = "coordinator_primary"  # the coordinator leader (GET /primary)
 REPLICAS_BACKEND = "coordinator_replicas"  # coordinator replicas (GET /replica)
 LEADERS_BACKEND = "group_leaders"  # every group's leader (the any-node listener)
+# The read-only listener's fallback to the coordinator leader when pooled (its PostgreSQL, bypassing PgBouncer).
+LEADER_READS_BACKEND = "coordinator_leader_reads"
 
 
 def render_haproxy(plan: Plan) -> str:
     b = plan.balancer
     tls = TlsPaths(b.tls_dir)
     coordinators = plan.coordinators
+    reads_fallback = LEADER_READS_BACKEND if plan.pooled else PRIMARY_BACKEND
     lines = [
         f"# HAProxy for {plan.scope}: rw -> coordinator leader, ro -> coordinator replicas (else leader).",
         "global",
@@ -78,11 +83,12 @@ def render_haproxy(plan: Plan) -> str:
         "frontend read_only",
         f"    bind {b.read_only.bind}",
         f"    use_backend {REPLICAS_BACKEND} if {{ nbsrv({REPLICAS_BACKEND}) gt 0 }}",
-        f"    default_backend {PRIMARY_BACKEND}",
+        f"    default_backend {reads_fallback}",
         "",
         *_any_node(plan),
         *_backend(PRIMARY_BACKEND, "/primary", "first", coordinators, pooled=plan.pooled),
         *_backend(REPLICAS_BACKEND, "/replica", "leastconn", coordinators),
+        *(_backend(LEADER_READS_BACKEND, "/primary", "first", coordinators) if plan.pooled else []),
         # The stats credential guards /metrics too (Prometheus sends it from a password file): the exporter
         # answers before the stats page would ask, so the check is explicit.
         f"userlist {STATS_USERLIST}",

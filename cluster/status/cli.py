@@ -21,12 +21,14 @@ from typing import Any
 
 from cluster.errors import UsageError
 from cluster.provision.target import resolve_target
-from cluster.render.haproxy import LEADERS_BACKEND, PRIMARY_BACKEND, REPLICAS_BACKEND
+from cluster.render.haproxy import LEADER_READS_BACKEND, LEADERS_BACKEND, PRIMARY_BACKEND, REPLICAS_BACKEND
 from cluster.status.diagnose import Diagnosis, Facts, MemberFacts, diagnose
 from cluster.status.gather import gather
 
 # How the screen names HAProxy's backends: the listener each serves.
-BACKEND_LABELS = {PRIMARY_BACKEND: "rw", REPLICAS_BACKEND: "ro", LEADERS_BACKEND: "any"}
+BACKEND_LABELS = {
+    PRIMARY_BACKEND: "rw", REPLICAS_BACKEND: "ro", LEADER_READS_BACKEND: "ro-leader", LEADERS_BACKEND: "any",
+}
 
 
 def add_parser(commands: Any) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from cluster.provision.citus import NodeRow
-from cluster.render.haproxy import LEADERS_BACKEND, PRIMARY_BACKEND, REPLICAS_BACKEND
+from cluster.render.haproxy import LEADER_READS_BACKEND, LEADERS_BACKEND, PRIMARY_BACKEND, REPLICAS_BACKEND
 from cluster.render.patroni import MAXIMUM_LAG_ON_FAILOVER
 
 # Shards: how uneven is too uneven, the same for this screen and the alert rules (defined with those).
@@ -206,7 +206,7 @@ def group_findings(group: int, members: list[MemberFacts], leaders: list[MemberF
 def expected_up(backend: str, member: MemberFacts, facts: Facts) -> bool | None:
     """Whether HAProxy's check of `member` in `backend` should pass by Patroni's account (None: unknown backend)."""
     leads = member.reachable and member.leads and facts.leaders(member.group) == [member]
-    if backend == PRIMARY_BACKEND or backend == LEADERS_BACKEND:
+    if backend in (PRIMARY_BACKEND, LEADERS_BACKEND, LEADER_READS_BACKEND):
         return leads
     if backend == REPLICAS_BACKEND:
         return member.running and not member.leads

@@ -14,7 +14,7 @@ from cluster.provision.scram import pooled_verifier, verifies
 from cluster.provision.target import target_from_plan
 from cluster.render import render_dockerfile, render_files, render_haproxy, render_pgbouncer, render_pgbouncer_auth
 from cluster.render.dockerfile import entrypoint
-from cluster.render.haproxy import PRIMARY_BACKEND
+from cluster.render.haproxy import LEADER_READS_BACKEND, PRIMARY_BACKEND, REPLICAS_BACKEND
 from cluster.roles import POOLER_USER
 from tests.unit.pulumi_mocks import Deployment, deploy
 from tests.unit.test_component import SECRET_SIG
@@ -142,10 +142,24 @@ def test_haproxy_read_write_checks_patroni_but_sends_to_the_leaders_pgbouncer() 
     for m in plan.coordinators:
         assert f"server {m.name} {m.name}:6432 check port 8008 verifyhost {m.name}" in backend
     assert "uri /primary" in backend
-    replicas = text.split("\nbackend coordinator_replicas")[1].split("listen stats")[0]
-    assert ":6432" not in replicas  # read-only stays on PostgreSQL (read scaling is another item)
+    replicas = text.split(f"\nbackend {REPLICAS_BACKEND}")[1].split("\nbackend ")[0]
+    assert ":6432" not in replicas
     off = render_haproxy(plan_for({"pooling": {"enabled": False}}))
     assert ":6432" not in off and f"server {plan.coordinators[0].name} {plan.coordinators[0].name}:5432" in off
+    assert LEADER_READS_BACKEND not in off
+
+
+def test_read_only_fallback_to_the_leader_bypasses_pgbouncer() -> None:
+    """A read-only session asks for the secondaries with startup options, which PgBouncer refuses: with no
+    coordinator standby the read-only listener must reach the leader's PostgreSQL itself."""
+    plan = plan_for()
+    text = render_haproxy(plan)
+    frontend = text.split("\nfrontend read_only")[1].split("\n\n")[0]
+    assert f"default_backend {LEADER_READS_BACKEND}" in frontend
+    fallback = text.split(f"\nbackend {LEADER_READS_BACKEND}")[1].split("\n\n")[0]
+    assert "uri /primary" in fallback and ":6432" not in fallback
+    for m in plan.coordinators:
+        assert f"server {m.name} {m.name}:5432 check port 8008 verifyhost {m.name}" in fallback
 
 
 def test_the_image_installs_pgbouncer_and_starts_it_only_where_its_file_is() -> None:

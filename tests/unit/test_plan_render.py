@@ -126,7 +126,8 @@ def test_haproxy_routes_by_patroni_health_checks() -> None:
     assert "http-check send meth GET uri /primary" in cfg
     assert "http-check send meth GET uri /replica" in cfg
     assert "use_backend coordinator_replicas if { nbsrv(coordinator_replicas) gt 0 }" in cfg
-    assert cfg.count("server citus-coordinator-") == 6  # 3 members x (primary + replica backends)
+    # 3 members x (primary, replicas, and the read-only fallback to the leader past PgBouncer)
+    assert cfg.count("server citus-coordinator-") == 9
     assert "citus-worker" not in cfg
     assert 'stats auth "admin:${HAPROXY_STATS_PASSWORD}"' in cfg
     assert "on-marked-down shutdown-sessions" in cfg
