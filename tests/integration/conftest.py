@@ -125,7 +125,11 @@ class Snapshot:
             h.remove_last_group()
             if h.citus:
                 retire(h.target, [group], settle=3)
-        with psycopg.connect(h.dsn(), autocommit=True) as conn:
+        # Straight to the coordinator leader's PostgreSQL: a backend PgBouncer kept for the test's own sessions
+        # may hold Citus's cached connection to a worker's former leader, and the first DDL through it fails
+        # ("failure on connection marked as essential") after a worker failover.
+        leader = h.member_dsn(h.leader(0))
+        with psycopg.connect(leader, autocommit=True) as conn:
             added = _relations(conn) - self.relations
             for kind in RELATION_KINDS:
                 for rel_kind, name in sorted(added):
@@ -134,7 +138,7 @@ class Snapshot:
                         conn.execute(sql.SQL(statement).format(sql.Identifier(*name.split("."))))
             for name in _migrations(conn) - self.migrations:
                 conn.execute(f"DELETE FROM {MIGRATIONS_TABLE} WHERE name = %s", (name,))
-        with psycopg.connect(h.dsn(database="postgres"), autocommit=True) as admin:
+        with psycopg.connect(leader, dbname="postgres", autocommit=True) as admin:
             now = {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
             for database in sorted(now - self.databases):
                 admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
