@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
@@ -59,7 +59,7 @@ def with_options(dsn: str, settings: dict[str, str]) -> str:
     before = next((v for k, v in parse_qsl(parts.query) if k == "options"), "")
     ours = " ".join(f"-c {name}={value}" for name, value in settings.items())
     query.append(("options", f"{before} {ours}".strip()))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))  # libpq reads + as a plus
 
 
 def alter_system(settings: dict[str, str]) -> list[str]:

@@ -25,6 +25,7 @@ def test_with_options_appends_settings_after_the_dsns_own() -> None:
     assert query["sslmode"] == ["disable"]
     assert query["options"] == ["-c statement_timeout=0 -c jit=on -c work_mem=4096kB"]
     assert out.startswith("postgresql://postgres:secret@127.0.0.1:5432/citus?")
+    assert "+" not in out  # libpq does not decode + as a space in a URI
 
 
 def test_with_options_refuses_a_keyword_dsn_without_showing_its_password() -> None:
