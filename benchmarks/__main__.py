@@ -144,6 +144,7 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
     results: dict[str, Any] = {"meta": meta}
     if "load" in chosen:
         results["load"] = steps.load(rw, data, parallel=args.parallel)
+        results["load"]["spatial_order"] = steps.spatial_order(rw)  # the README's step after a bulk load
     if "queries" in chosen:
         results["queries"] = steps.queries(rw, TABLE, params, args.warmup, args.repeat)
     if "concurrency" in chosen:

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-import psycopg
-
 from benchmarks import steps
 from benchmarks.errors import BenchmarkError
 from benchmarks.progress import progress
@@ -33,7 +31,6 @@ PHASES = ("as shipped", "tuned", "tuned + spatial order")
 CLUSTER_PRUNED, CLUSTER_FUNCTION, SINGLE = ("cluster: pruned plain query", "cluster: vehicle_locations_within",
                                             "single node")
 SINGLE_NODE_INDEX = f"{TABLE}_geom_idx"  # workload.SINGLE_NODE_SCHEMA's spatial index on location
-ORDER_FUNCTION = "vehicle_locations_order_by_location"  # sql/0005
 
 
 # ---- pure parts ---------------------------------------------------------------------------------------------
@@ -179,14 +176,10 @@ def run(rw: str, nodes: Sequence[str], baseline: str, datasets: Sequence[Dataset
 def order_both(rw: str, baseline: str) -> dict[str, float]:
     """Rewrite both sides in spatial index order; seconds each took."""
     seconds = {}
-    with steps.connect(rw) as conn:
-        started = time.perf_counter()
-        try:
-            conn.execute(f"SELECT {ORDER_FUNCTION}()")
-        except psycopg.errors.UndefinedFunction as exc:
-            raise BenchmarkError(f"{ORDER_FUNCTION}() is missing: provision the cluster again (it applies "
-                                 "sql/0005_spatial_order.sql)") from exc
-        seconds["cluster"] = round(time.perf_counter() - started, 2)
+    ordered = steps.spatial_order(rw)
+    if "skipped" in ordered:
+        raise BenchmarkError(f"cannot order the cluster's shards: {ordered['skipped']}")
+    seconds["cluster"] = round(ordered["seconds"], 2)
     started = time.perf_counter()
     _run_all([baseline], single_node_order())
     seconds["single node"] = round(time.perf_counter() - started, 2)
