@@ -38,9 +38,10 @@ from cluster.provision.health import check
 from cluster.provision.target import ClusterTarget, pulumi_outputs, resolve_target
 from cluster.secrets import redact
 
-STEPS = ("load", "queries", "concurrency", "distribution", "workers", "overhead", "compare", "reads")
-# `reads` (read scaling, issue 15) reloads the data set while it measures staleness: only when asked for.
-DEFAULT_STEPS = tuple(s for s in STEPS if s != "reads")
+STEPS = ("load", "queries", "concurrency", "distribution", "workers", "overhead", "compare", "reads", "defaults")
+# `reads` (read scaling, issue 15) reloads the data set while it measures staleness, and `defaults` (issue 16)
+# switches the cluster's settings with ALTER SYSTEM and needs --baseline-dsn: only when asked for.
+DEFAULT_STEPS = tuple(s for s in STEPS if s not in ("reads", "defaults"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +144,7 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
     results: dict[str, Any] = {"meta": meta}
     if "load" in chosen:
         results["load"] = steps.load(rw, data, parallel=args.parallel)
+        results["load"]["spatial_order"] = steps.spatial_order(rw)  # the README's step after a bulk load
     if "queries" in chosen:
         results["queries"] = steps.queries(rw, TABLE, params, args.warmup, args.repeat)
     if "concurrency" in chosen:
@@ -164,7 +166,27 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
         results["compare"] = compare(args, rw, data, params, results)
     if "reads" in chosen:
         results["reads"] = reads(args, target, rw, data, params)
+    if "defaults" in chosen:
+        results["defaults"] = defaults_step(args, target, rw, data, params)
     return results
+
+
+def defaults_step(args: argparse.Namespace, target: ClusterTarget | None, rw: str, data: Dataset,
+                  params: dict[str, Any]) -> dict[str, Any]:
+    """As shipped vs tuned vs tuned + spatial order, cluster and single node (benchmarks/defaults.py)."""
+    from benchmarks import defaults
+
+    if not args.baseline_dsn or target is None:
+        raise UsageError("the defaults step needs --harness or --stack (it sets the cluster's settings on every "
+                         "group leader) and --baseline-dsn (a single PostGIS server reached directly, not "
+                         "through PgBouncer: its settings travel as startup options)")
+    leaders = check(target).leaders
+    nodes = [next(m.dsn for m in target.members if m.name == name) for _, name in sorted(leaders.items())]
+    datasets = [Dataset(data.rows, data.seed, data.now, skewed=name == "skewed")
+                for name in args.compare_datasets.split(",") if name]
+    clients = max(int(c) for c in args.clients.split(","))
+    return defaults.run(rw, nodes, args.baseline_dsn, datasets, params, args.warmup, args.repeat, clients,
+                        args.duration, args.parallel)
 
 
 def reads(args: argparse.Namespace, target: ClusterTarget | None, rw: str, data: Dataset,

@@ -10,6 +10,9 @@ The results dict (every step optional):
   overhead:     {query, clients, pgbench_tps, runner_tps, runner_over_pgbench}
   compare:      {datasets: {uniform|skewed: {load, skew, latency {system: {query: summary+tasks+rows}},
                  concurrency {system: {query: {clients: {tps, ...}}}}}}, ratios: {name: value}}
+  defaults:     {datasets: {name: {load, skew, single_node_load, order_seconds, phases {phase: {system: {latency
+                 {query: summary+rows+tasks}, throughput {tps, clients, ...}}}}}}, settings {phase: {side: {...}}},
+                 ratios}
   ha:           {drills: [DrillResult.summary()], timeline: {second: [ok, failed]}, medians {...}}
 """
 
@@ -90,6 +93,8 @@ def sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[An
                         [[k, v] for k, v in entry["skew"].items()]))
         if ratios := compare.get("ratios"):
             out.append(("Targets", ["ratio", "value"], [[k, v] for k, v in ratios.items()]))
+    if defaults := results.get("defaults"):
+        out.extend(defaults_sections(defaults))
     if (reads := results.get("reads")) and "skipped" not in reads:
         n = reads["clients"]
         out.append((f"Reads at {n} clients: leader (rw) vs standbys (ro)",
@@ -119,6 +124,34 @@ def sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[An
             out.append(("HA medians", ["scenario", "drills", "first write s", "all writes ok s", "recovered s",
                                        "lost (total)", "split-brain s (max)", "failed writes", "histories valid"],
                         [[s, *m] for s, m in medians.items()]))
+    return out
+
+
+def defaults_sections(defaults: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """The defaults step (issue 16): per data set, phase by system, the 5 km p50 and the throughput."""
+    out: list[tuple[str, list[str], list[list[Any]]]] = []
+    n = defaults["clients"]
+    for dataset, entry in defaults["datasets"].items():
+        rows = []
+        for phase, systems in entry["phases"].items():
+            for system, v in systems.items():
+                lat = v["latency"]["radius_5km"]
+                rows.append([phase, system, lat["p50"], lat["p95"], lat["rows"], lat["tasks"] or "-",
+                             v["throughput"]["tps"], v["throughput"].get("p50"), v["throughput"]["errors"]])
+        out.append((f"Defaults ({dataset} data): the 5 km radius query", [
+            "phase", "system", "p50 ms", "p95 ms", "rows", "tasks", f"q/s at {n} clients", f"p50 ms at {n}",
+            "errors"], rows))
+        out.append((f"Defaults ({dataset} data): load, order, balance", ["measure", "value"], [
+            ["cluster load s (COPY)", entry["load"]["seconds"]],
+            ["single node load s (COPY)", entry["single_node_load"]["seconds"]],
+            *([f"spatial order s, {side}", s] for side, s in entry["order_seconds"].items()),
+            *([k, v] for k, v in entry["skew"].items())]))
+    settings = defaults["settings"]
+    names = sorted({k for phase in settings.values() for side in phase.values() for k in side})
+    out.append(("Defaults: settings in each phase", ["phase", "side", *names], [
+        [phase, side, *(values.get(k, "") for k in names)]
+        for phase, sides in settings.items() for side, values in sides.items()]))
+    out.append(("Defaults: targets", ["ratio", "value"], [[k, v] for k, v in defaults["ratios"].items()]))
     return out
 
 

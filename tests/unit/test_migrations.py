@@ -48,3 +48,15 @@ def test_drift_names_the_edited_file() -> None:
     new = Migration("0001_a.sql", "SELECT 2;")
     assert drift([new], {old.name: old.checksum})[0].startswith("0001_a.sql: applied with checksum")
     assert drift([old], {old.name: old.checksum}) == []
+
+
+def test_spatial_order_function_is_for_the_superuser_only() -> None:
+    """sql/0005 (issue 16): CLUSTER on every shard needs the owner; PUBLIC keeps no EXECUTE on it."""
+    migration = next(m for m in read_migrations(SQL_DIR) if m.name == "0005_spatial_order.sql")
+    statements = ["\n".join(line for line in s.splitlines() if not line.startswith("--")).strip()
+                  for s in split_statements(migration.sql)]
+    assert [s.split("(")[0] for s in statements] == [
+        "CREATE FUNCTION vehicle_locations_order_by_location",
+        "REVOKE ALL ON FUNCTION vehicle_locations_order_by_location"]
+    assert statements[1].endswith("FROM PUBLIC")
+    assert "pg_is_in_recovery()" in statements[0] and "rolsuper" in statements[0]
