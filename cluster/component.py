@@ -22,6 +22,7 @@ from cluster.plan import (
     DATABASE_UID,
     DOCKER_DATA_MOUNT,
     ETCD_DATA_MOUNT,
+    MONITORING_USER,
     PATRONI_VENV,
     PROMETHEUS_CONFIG_DIR,
     PROMETHEUS_DATA_MOUNT,
@@ -48,6 +49,7 @@ from cluster.render import (
     render_pgbouncer_auth,
 )
 from cluster.render import exporter as exporter_files
+from cluster.render import pgbouncer_exporter as pgbouncer_exporter_files
 from cluster.render import prometheus as prometheus_files
 from cluster.render.dockerfile import monitoring_image_spec
 from cluster.render.etcd import etcd_client_flags
@@ -107,8 +109,8 @@ class CitusCluster(pulumi.ComponentResource):
         target = self._target(passwords)
         worker_groups = {g: self._worker_group(g, target, certificates) for g in range(1, len(plan.groups))}
         secrets_file = passwords_file(passwords)
-        pooler_auth = pulumi.Output.secret(pulumi.Output.all(passwords.pooler, passwords.superuser).apply(
-            lambda pw: render_pgbouncer_auth(pw[0], pooled_verifier(pw[1], SUPERUSER, pw[0]))))
+        pooler_auth = pulumi.Output.secret(pulumi.Output.all(
+            passwords.pooler, passwords.superuser, passwords.monitoring).apply(lambda pw: pooler_auth_file(*pw)))
         members = [
             self._member(m, node_image, network, volumes[m.volume], secrets_file, certificates,
                          depends_on=[*etcd, *group_order(m.group, worker_groups)],
@@ -365,6 +367,8 @@ class CitusCluster(pulumi.ComponentResource):
         image = self._image("monitoring-image", monitoring_image_spec(self._plan), build_dir)
         exporters = [self._exporter(m, container, image, passwords.monitoring, certificates)
                      for m, container in zip(self._plan.members, members, strict=True)]
+        exporters += [self._pgbouncer_exporter(m, container, image, passwords.monitoring, certificates)
+                      for m, container in zip(self._plan.members, members, strict=True) if m.pooler is not None]
         self._prometheus(image, network, passwords.stats, certificates, depends_on=[*exporters, haproxy])
         return pulumi.Output.from_input(self._plan.prometheus_url)
 
@@ -408,6 +412,43 @@ class CitusCluster(pulumi.ComponentResource):
             entrypoints=argv[:1],
             command=argv[1:],
             envs=[f"{key}={value}" for key, value in exporter_files.exporter_env(plan, member).items()],
+            uploads=[*uploads, *self._tls_uploads(member.name, certificates, owner)],
+            restart=RESTART_POLICY,
+            memory=EXPORTER_MEMORY_MB,
+            opts=self._opts(depends_on=[container]),
+        )
+
+    def _pgbouncer_exporter(
+        self,
+        member: Member,
+        container: docker.Container,
+        image: docker.Image,
+        password: pulumi.Output[str],
+        certificates: Certificates,
+    ) -> docker.Container:
+        """prometheus-pgbouncer-exporter in the coordinator member's network namespace (reached at member:9127),
+        as the postgres exporter beside it: its config and launcher, the monitoring password as a 0600 pgpass
+        file (secret), the member's TLS files."""
+        plan = self._plan
+        directory = pgbouncer_exporter_files.pgbouncer_exporter_dir(plan, member)
+        owner = FILE_OWNERS["node"]
+        uploads = [docker.ContainerUploadArgs(file=f"{directory}/{name}", content=text)
+                   for name, text in pgbouncer_exporter_files.render_pgbouncer_exporter_files(plan, member).items()]
+        uploads.append(docker.ContainerUploadArgs(
+            file=f"{directory}/{pgbouncer_exporter_files.PGPASS_FILE}",
+            content=pulumi.Output.secret(password).apply(pgbouncer_exporter_files.render_pgpass), owner=owner,
+            group=owner, permissions=SECRET_FILE_MODE))
+        argv = pgbouncer_exporter_files.pgbouncer_exporter_command(plan, member)
+        name = f"{member.name}-pgbouncer-exporter"
+        return docker.Container(
+            name,
+            name=name,
+            image=image.image_name,
+            network_mode=container.id.apply(lambda cid: f"container:{cid}"),
+            entrypoints=argv[:1],
+            command=argv[1:],
+            envs=[f"{key}={value}"
+                  for key, value in pgbouncer_exporter_files.pgbouncer_exporter_env(plan, member).items()],
             uploads=[*uploads, *self._tls_uploads(member.name, certificates, owner)],
             restart=RESTART_POLICY,
             memory=EXPORTER_MEMORY_MB,
@@ -508,6 +549,13 @@ class CitusCluster(pulumi.ComponentResource):
 
 def backup_volume_name(plan: Plan) -> str:
     return f"{plan.config.name}-backups"
+
+
+def pooler_auth_file(pooler: str, superuser: str, monitoring: str) -> str:
+    """PgBouncer's auth file from the resolved passwords: the monitoring role's verifier only where it exists
+    (monitoring.enabled: the PgBouncer exporters log in as it)."""
+    return render_pgbouncer_auth(pooler, pooled_verifier(superuser, SUPERUSER, pooler),
+                                 pooled_verifier(monitoring, MONITORING_USER, pooler) if monitoring else None)
 
 
 def passwords_file(passwords: SecretPasswords) -> pulumi.Output[str]:

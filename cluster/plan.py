@@ -78,6 +78,9 @@ class Pooler:
 
     endpoint: Endpoint  # on the member's host; HAProxy's read-write listener sends the leader's traffic here
     config_dir: str
+    # Its prometheus-pgbouncer-exporter, on the member's host (Docker: the member's network namespace); it runs
+    # where the postgres exporters run (Plan.monitored).
+    exporter: Endpoint
 
     @property
     def config_path(self) -> str:
@@ -216,6 +219,12 @@ class Plan:
         return all(m.pooler is not None for m in self.coordinators)
 
     @property
+    def monitored(self) -> bool:
+        """True where the exporters run (every member's prometheus-postgres-exporter, every PgBouncer's
+        prometheus-pgbouncer-exporter): the harness always, the Docker stack with monitoring.enabled."""
+        return self.layout == "local" or self.config.monitoring.enabled
+
+    @property
     def scope(self) -> str:
         """Patroni cluster name; Citus mode requires the same scope for every group."""
         return self.config.name
@@ -341,6 +350,7 @@ CONTAINER_PORTS = {
     "any-node": 5434,
     "prometheus": 9090,
     "pooler": 6432,
+    "pooler-exporter": 9127,  # prometheus-pgbouncer-exporter's own default port
 }
 
 
@@ -530,8 +540,8 @@ class NamespaceLayout(LocalLayout):
 
 def ports_needed(config: ClusterConfig) -> int:
     """How many distinct ports a LocalLayout must be given for `config`."""
-    poolers = config.coordinator.members if config.pooling.enabled else 0
-    return 3 * config.database_members + 2 * config.etcd.members + len(config.ports.balancer_ports()) + poolers
+    poolers = config.coordinator.members if config.pooling.enabled else 0  # PgBouncer and its exporter each
+    return 3 * config.database_members + 2 * config.etcd.members + len(config.ports.balancer_ports()) + 2 * poolers
 
 
 def group_role(group: int) -> Literal["coordinator", "worker"]:
@@ -572,7 +582,8 @@ def build_plan(config: ClusterConfig, layout: Layout | None = None) -> Plan:
                     published_api=layout.publish(api, published["api"]),
                     host=layout.host(name),
                     published_host=layout.published_host(postgres, client_host(config)),
-                    pooler=Pooler(layout.endpoint(name, "pooler"), layout.pooler_dir(name))
+                    pooler=Pooler(layout.endpoint(name, "pooler"), layout.pooler_dir(name),
+                                  exporter=layout.endpoint(name, "pooler-exporter"))
                     if group == 0 and config.pooling.enabled else None,
                 )
             )

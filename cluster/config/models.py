@@ -266,7 +266,8 @@ class Backups(Model):
 
 class Monitoring(Model):
     """Prometheus for the Docker stack. Every member's Patroni and HAProxy serve /metrics whatever this says;
-    enabled adds a prometheus-postgres-exporter beside every member (sharing its network namespace) and one
+    enabled adds a prometheus-postgres-exporter beside every member (sharing its network namespace), a
+    prometheus-pgbouncer-exporter beside every coordinator member's PgBouncer (with pooling.enabled) and one
     Prometheus container with the rendered scrape config and alert rules."""
 
     enabled: bool = Field(False, description="Exporters beside every member and a Prometheus container.")

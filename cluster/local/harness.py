@@ -1,5 +1,6 @@
 """The cluster the containers would run, as real processes on 127.0.0.1: etcd, Patroni + PostgreSQL, HAProxy, and
-a prometheus-postgres-exporter per member (on the member's host, as the server user; `down` stops it with the rest).
+a prometheus-postgres-exporter per member (on the member's host, as the server user; `down` stops it with the rest);
+PgBouncer on every coordinator member, with its prometheus-pgbouncer-exporter (started and stopped with it).
 
 Every file comes from the product's renderers (`render_files`, `render_patroni_secrets`, `etcd_command`) over a
 plan built with a LocalLayout; the harness only writes them into a directory and starts the programs. Two
@@ -39,6 +40,7 @@ from cluster.local.certs import plaintext_dsn, pooler_without_tls, without_tls, 
 from cluster.local.processes import HarnessError, Proc
 from cluster.local.state import STATE_FILE, read_state, write_state
 from cluster.plan import (
+    MONITORING_USER,
     REPLICATION_USER,
     RESTAPI_USER,
     SUPERUSER,
@@ -63,6 +65,7 @@ from cluster.render import (
     etcd_command,
     exporter,
     pgbackrest,
+    pgbouncer_exporter,
     render_files,
     render_patroni_secrets,
     render_pgbouncer_auth,
@@ -278,6 +281,8 @@ class Harness:
             "ca_file": self.ca_file,
             "patroni": {m.name: self.patroni_url(m.name) for m in self.plan.members},
             "exporters": {m.name: self.exporter_url(m.name) for m in self.plan.members},
+            "pgbouncer_exporters": {m.name: self.pgbouncer_exporter_url(m.name) for m in self.plan.coordinators
+                                    if m.pooler is not None},
             "pids": {name: p.pid for name, p in self.procs.items()},
         }
 
@@ -330,6 +335,10 @@ class Harness:
                 Path(member.pooler.config_dir).mkdir(parents=True, exist_ok=True)
                 text = files[f"pgbouncer/{member.name}/pgbouncer.ini"]
                 Path(member.pooler.config_path).write_text(text if self.tls else pooler_without_tls(text))
+                directory = Path(pgbouncer_exporter.pgbouncer_exporter_dir(self.plan, member))
+                directory.mkdir(parents=True, exist_ok=True)
+                for name, text in pgbouncer_exporter.render_pgbouncer_exporter_files(self.plan, member).items():
+                    (directory / name).write_text(text)
         self._write_secrets()
         Path(self.plan.balancer.config_path).write_text(files["haproxy.cfg"])
         for e in self.plan.etcd:
@@ -346,14 +355,20 @@ class Harness:
             _write_private(Path(member.config_dir) / SECRETS_FILE, text)
             _write_private(Path(exporter.exporter_dir(self.plan, member)) / exporter.PASSWORD_FILE,
                            self.passwords.monitoring)
+            if member.pooler is not None:  # read by libpq at every login: a rotation needs no restart
+                _write_private(Path(pgbouncer_exporter.pgbouncer_exporter_dir(self.plan, member))
+                               / pgbouncer_exporter.PGPASS_FILE, pgbouncer_exporter.render_pgpass(
+                                   self.passwords.monitoring))
         self._write_pooler_auth()
 
     def _write_pooler_auth(self) -> None:
-        """PgBouncer's auth file of every coordinator member: the auth_user's own password, 0600, server user's."""
+        """PgBouncer's auth file of every coordinator member: the auth_user's own password and the superuser's and
+        monitoring role's verifiers, 0600, server user's."""
+        p = self.passwords
         for member in self.plan.members:
             if member.pooler is not None:
-                text = render_pgbouncer_auth(self.passwords.pooler, pooled_verifier(
-                    self.passwords.superuser, SUPERUSER, self.passwords.pooler))
+                text = render_pgbouncer_auth(p.pooler, pooled_verifier(p.superuser, SUPERUSER, p.pooler),
+                                             pooled_verifier(p.monitoring, MONITORING_USER, p.pooler))
                 _write_private(Path(member.pooler.auth_file), text)
 
     def rotate_passwords(self, new: Passwords[str], files: list[Migration]) -> ProvisionResult:
@@ -497,7 +512,23 @@ class Harness:
         if name == self.plan.balancer.name:
             return {STATS_PASSWORD_ENV: self.passwords.stats}
         member = next((m for m in self.plan.members if self.exporter_name(m.name) == name), None)
-        return None if member is None else exporter.exporter_env(self.plan, member)
+        if member is not None:
+            return exporter.exporter_env(self.plan, member)
+        pooled = next((m for m in self.plan.coordinators if pgbouncer_exporter_name(m) == name), None)
+        return None if pooled is None else pgbouncer_exporter.pgbouncer_exporter_env(self.plan, pooled)
+
+    def pgbouncer_exporter_url(self, member: str) -> str:
+        pooler = self.member(member).pooler
+        if pooler is None:
+            raise HarnessError(f"{member} runs no PgBouncer (coordinator members with pooling.enabled only)")
+        return f"https://{pooler.exporter.address}/metrics"
+
+    def _spawn_pgbouncer_exporter(self, member: Member) -> None:
+        """The member's prometheus-pgbouncer-exporter, on its host (namespace), from the rendered files."""
+        processes.require_binary(pgbouncer_exporter.PACKAGE, "install prometheus-pgbouncer-exporter (see .ci/run)")
+        name = pgbouncer_exporter_name(member)
+        proc = self._proc(member.name, pgbouncer_exporter.pgbouncer_exporter_command(self.plan, member))
+        self._spawn(replace(proc, name=name, log=self._log(name)), env=self._env(name))
 
     def _start_members(self, members: list[Member], timeout: float) -> None:
         """Intended leaders first, so each group bootstraps where the plan says; then the replicas."""
@@ -550,6 +581,12 @@ class Harness:
             assert m.pooler is not None
             address = (m.pooler.endpoint.host, m.pooler.endpoint.port)
             self._wait(pooler_name(m), lambda address=address: _listens(address), timeout, "PgBouncer to listen")
+        for m in poolers:
+            if not self._running(pgbouncer_exporter_name(m)):
+                self._spawn_pgbouncer_exporter(m)
+
+    def _running(self, name: str) -> bool:
+        return name in self.procs and self.procs[name].alive()
 
     def _spawn_pooler(self, member: Member) -> None:
         assert member.pooler is not None
@@ -641,7 +678,9 @@ class Harness:
         self._stop_procs([name, *self._poolers_of([name])])
 
     def _poolers_of(self, names: list[str]) -> list[str]:
-        return [f"{n}-pgbouncer" for n in names if f"{n}-pgbouncer" in self.procs]
+        """The PgBouncer of each of `names` that has one, and its exporter (stopped and started with it)."""
+        found = [m for m in self.plan.coordinators if m.name in names]
+        return [p for m in found for p in (pooler_name(m), pgbouncer_exporter_name(m)) if p in self.procs]
 
     def stop_members(self, names: list[str]) -> None:
         """Stop several members together (thawed first: a frozen process would sit out SIGTERM until killed)."""
@@ -683,6 +722,8 @@ class Harness:
         pooler = self.procs.get(pooler_name(member))
         if member.pooler is not None and (pooler is None or not pooler.alive()):
             self._spawn_pooler(member)
+        if member.pooler is not None and not self._running(pgbouncer_exporter_name(member)):
+            self._spawn_pgbouncer_exporter(member)
 
     def kill_process(self, name: str) -> None:
         """SIGKILL any harness process by name (etcd members, HAProxy)."""
@@ -723,7 +764,8 @@ class Harness:
         members = {m.name for m in self.plan.members}
         for name in members & set(self.procs):
             self.thaw_member(name)  # SIGCONT is harmless to a running process
-        poolers = [pooler_name(m) for m in self.plan.coordinators if m.pooler is not None]
+        poolers = [p for m in self.plan.coordinators if m.pooler is not None
+                   for p in (pooler_name(m), pgbouncer_exporter_name(m))]
         wanted = [*members, *(e.name for e in self.plan.etcd), *poolers, self.plan.balancer.name,
                   *(self.exporter_name(m) for m in members)]
         dead = [name for name in wanted if name in self.procs and not self.procs[name].alive()]
@@ -824,6 +866,11 @@ class Harness:
 def pooler_name(member: Member) -> str:
     """The harness's name for the PgBouncer process of coordinator member `member`."""
     return f"{member.name}-pgbouncer"
+
+
+def pgbouncer_exporter_name(member: Member) -> str:
+    """The harness's name for the prometheus-pgbouncer-exporter of `member`'s PgBouncer."""
+    return f"{member.name}-pgbouncer-exporter"
 
 
 def prefix_range(prefix: str) -> tuple[bytes, bytes]:

@@ -179,7 +179,8 @@ def sync_monitoring_role(target: ClusterTarget, leaders: dict[int, str]) -> list
     changed = []
     for member in group_leaders(target, leaders):
         with citus.connect(member.dsn) as conn:
-            if set_password(conn, MONITORING_USER, target.monitoring_password, propagate=False):
+            if set_password(conn, MONITORING_USER, target.monitoring_password, propagate=False,
+                            verifier=monitoring_verifier(target)):
                 changed.append(f"group {member.group}: {MONITORING_USER} password")
             granted = conn.execute("SELECT pg_has_role(%s, 'pg_monitor', 'MEMBER')", (MONITORING_USER,)).fetchone()
             if granted != (True,):
@@ -295,6 +296,14 @@ def superuser_verifier(target: ClusterTarget) -> str | None:
     if not target.pooler_password:
         return None
     return pooled_verifier(target.superuser_password, SUPERUSER, target.pooler_password)
+
+
+def monitoring_verifier(target: ClusterTarget) -> str | None:
+    """The exact verifier the monitoring role must have when PgBouncer lists it (pooling on: the PgBouncer
+    exporter's admin-console login), else None (any will do)."""
+    if not target.pooler_password or not target.monitoring_password:
+        return None
+    return pooled_verifier(target.monitoring_password, MONITORING_USER, target.pooler_password)
 
 
 def group_leader(target: ClusterTarget, group: int) -> MemberTarget | None:

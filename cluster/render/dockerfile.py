@@ -94,9 +94,10 @@ ENTRYPOINT {json.dumps(entrypoint())}
 
 
 def render_monitoring_dockerfile(plan: Plan) -> str:
-    """Prometheus and prometheus-postgres-exporter from Debian's archive, on the same base as the database image
-    (the only registry image the stack needs besides etcd's and HAProxy's): one image for the exporter beside each
-    member and the Prometheus container. Runs as postgres, which owns the TSDB directory."""
+    """Prometheus, prometheus-postgres-exporter and prometheus-pgbouncer-exporter from Debian's archive, on the same
+    base as the database image (the only registry image the stack needs besides etcd's and HAProxy's): one image
+    for the exporters beside each member (and each coordinator member's PgBouncer) and the Prometheus container.
+    Runs as postgres, which owns the TSDB directory."""
     v = plan.config.versions
     base = f"{CITUS_IMAGE}:{citus_image_tag(v.citus, v.postgres)}"
     return f"""\
@@ -106,11 +107,12 @@ FROM {base}
 USER root
 RUN set -eux; \\
     apt-get update; \\
-    apt-get install -y --no-install-recommends prometheus prometheus-postgres-exporter; \\
+    apt-get install -y --no-install-recommends prometheus prometheus-postgres-exporter \\
+        prometheus-pgbouncer-exporter; \\
     rm -rf /var/lib/apt/lists/*; \\
     mkdir -p {PROMETHEUS_DATA_MOUNT} {PROMETHEUS_CONFIG_DIR}; \\
     chown postgres:postgres {PROMETHEUS_DATA_MOUNT} {PROMETHEUS_CONFIG_DIR}; \\
-    prometheus --version; prometheus-postgres-exporter --version
+    prometheus --version; prometheus-postgres-exporter --version; prometheus-pgbouncer-exporter --version
 
 USER postgres
 ENTRYPOINT []

@@ -24,7 +24,7 @@ the read-write traffic to the leader's PgBouncer instead of its PostgreSQL.
 
 from __future__ import annotations
 
-from cluster.plan import SSLMODE, SUPERUSER, Member, Plan
+from cluster.plan import MONITORING_USER, SSLMODE, SUPERUSER, Member, Plan
 from cluster.roles import POOLER_AUTH_FUNCTION, POOLER_SCHEMA, POOLER_USER
 from cluster.tls import TlsPaths
 
@@ -74,6 +74,10 @@ def render_pgbouncer(plan: Plan, member: Member) -> str:
         "log_connections": 0,  # a thousand clients would flood the log; errors are still logged
         "log_disconnections": 0,
     }
+    if plan.monitored:
+        # prometheus-pgbouncer-exporter's login to the admin console: SHOW commands only. PgBouncer 1.18 never runs
+        # auth_query for the admin console, so the role is in the auth file (by its verifier).
+        settings["stats_users"] = MONITORING_USER
     lines = [
         f"; PgBouncer of {member.name}: clients (through HAProxy) -> {member.postgres.address}.",
         "; Rendered by citus-cluster from the stack config; edit the config, not this file.",
@@ -91,15 +95,24 @@ def render_pgbouncer(plan: Plan, member: Member) -> str:
     return "\n".join(lines)
 
 
-def render_pgbouncer_auth(pooler_password: str, superuser_verifier: str) -> str:
+def render_pgbouncer_auth(pooler_password: str, superuser_verifier: str, monitoring_verifier: str | None = None) -> str:
     """The auth file: the auth_user's own password (PgBouncer logs in with it to run auth_query), and the
     superuser's SCRAM verifier, never its password. The superuser must be listed: PgBouncer 1.18 treats a role
     named in [users] (the superuser's session pooling) as known and would not look it up through auth_query.
-    The verifier must be the one the server stores (see cluster.provision.scram.pooled_verifier)."""
-    if not superuser_verifier.startswith("SCRAM-SHA-256$"):
-        raise ValueError("the superuser's entry must be a SCRAM verifier, not a password")
+    The verifier must be the one the server stores (see cluster.provision.scram.pooled_verifier).
+
+    `monitoring_verifier` (where the exporters run): the monitoring role's, for the PgBouncer exporter's login to
+    the admin console, which PgBouncer 1.18 authenticates from this file only (never through auth_query). The
+    server stores the same verifier, so the role's logins to real databases through PgBouncer still work."""
+    entries = [(SUPERUSER, superuser_verifier)]
+    if monitoring_verifier is not None:
+        entries.append((MONITORING_USER, monitoring_verifier))
+    for role, verifier in entries:
+        if not verifier.startswith("SCRAM-SHA-256$"):
+            raise ValueError(f"the entry of {role} must be a SCRAM verifier, not a password")
 
     def quoted(text: str) -> str:
         return '"' + text.replace('"', '""') + '"'
 
-    return f"{quoted(POOLER_USER)} {quoted(pooler_password)}\n{quoted(SUPERUSER)} {quoted(superuser_verifier)}\n"
+    lines = [(POOLER_USER, pooler_password), *entries]
+    return "".join(f"{quoted(role)} {quoted(secret)}\n" for role, secret in lines)

@@ -1,10 +1,11 @@
 """Prometheus files for the cluster: a scrape config (every member's Patroni /metrics and
-prometheus-postgres-exporter, HAProxy's built-in exporter, every etcd member's /metrics) and alert rules on those
-metrics. Pure: plan in, YAML out (`python -m cluster render` writes them under prometheus/).
+prometheus-postgres-exporter, every coordinator member's prometheus-pgbouncer-exporter, HAProxy's built-in
+exporter, every etcd member's /metrics) and alert rules on those metrics. Pure: plan in, YAML out (`python -m
+cluster render` writes them under prometheus/).
 
 Patroni labels its metrics with scope and member name only, so the scrape config adds what the rules need per
 target: `citus_group`, `member`, `postgres` (host:port as Citus registers the member) and `has_standby` (the group
-was planned with more than one member). Exporter targets get `citus_group` and `member`.
+was planned with more than one member). Exporter targets (postgres and pgbouncer) get `citus_group` and `member`.
 
 Every endpoint speaks verified TLS only: Patroni's REST API and the exporters over HTTPS checked against the
 cluster CA, HAProxy's /metrics also wanting the stats credential, etcd a client certificate of that CA. The files
@@ -22,6 +23,7 @@ from cluster.plan import PROMETHEUS_CONFIG_DIR, STATS_USER, Plan
 from cluster.render.exporter import render_web_config_for
 from cluster.render.haproxy import METRICS_PATH
 from cluster.render.patroni import MAXIMUM_LAG_ON_FAILOVER
+from cluster.render.pgbouncer import RESERVE_POOL_TIMEOUT
 from cluster.tls import TlsPaths
 
 RULES_FILE = "alerts.yml"
@@ -33,6 +35,7 @@ PATRONI_JOB = "patroni"
 EXPORTER_JOB = "postgres"
 HAPROXY_JOB = "haproxy"
 ETCD_JOB = "etcd"
+PGBOUNCER_JOB = "pgbouncer"
 LEADER_CHANGE_WINDOW = "5m"  # a leader change stays visible this long, then the alert resolves by itself
 # Shards: the rebalancer's own default threshold (by shard count, 10 %); bytes get more slack since shards of a
 # spatially distributed table hold as much as their cells do. `python -m cluster status` judges by the same.
@@ -43,11 +46,15 @@ SKEW_FLOOR_BYTES = 64 * 1024 * 1024
 DISK_FREE_RATIO = 0.10  # less free than this on a data directory's filesystem: critical
 DISK_TREND_WINDOW, DISK_HORIZON_HOURS = "1h", 4  # full within 4 h at the last hour's rate: warning
 WAL_PILE_FACTOR = 3  # pg_wal beyond this many times max_wal_size: WAL is kept for something that is not coming
+# A client waiting this long in PgBouncer for a server connection has outwaited the reserve pool too (PgBouncer
+# opens it after RESERVE_POOL_TIMEOUT s): the pool is exhausted, not briefly busy.
+POOL_WAIT_SECONDS = RESERVE_POOL_TIMEOUT + 2
+POOL_WAIT_FOR = "1m"
 
 
 def exporters_run(plan: Plan) -> bool:
     """The harness always runs the exporters; the Docker stack only with monitoring.enabled."""
-    return plan.layout == "local" or plan.config.monitoring.enabled
+    return plan.monitored
 
 
 def scrape_config(plan: Plan, paths: dict[str, str] | None = None) -> dict[str, Any]:
@@ -77,7 +84,7 @@ def scrape_config(plan: Plan, paths: dict[str, str] | None = None) -> dict[str, 
         {"job_name": ETCD_JOB, "scheme": "https",
          "tls_config": {"ca_file": at[CA_FILE], "cert_file": at[CLIENT_CERT], "key_file": at[CLIENT_KEY]},
          "static_configs": [{"targets": [e.client.address], "labels": {"member": e.name}} for e in plan.etcd]},
-        *pgbouncer_jobs(plan),
+        *pgbouncer_jobs(plan, at[CA_FILE]),
     ]
     return {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
@@ -86,9 +93,15 @@ def scrape_config(plan: Plan, paths: dict[str, str] | None = None) -> dict[str, 
     }
 
 
-def pgbouncer_jobs(plan: Plan) -> list[dict[str, Any]]:
-    """Hook for PgBouncer's exporter (issue 15 item 1): none until PgBouncer is in the plan."""
-    return []
+def pgbouncer_jobs(plan: Plan, ca_file: str = CA_FILE) -> list[dict[str, Any]]:
+    """Every coordinator member's prometheus-pgbouncer-exporter (cluster/render/pgbouncer_exporter.py), over HTTPS
+    verified against the cluster CA; none without PgBouncer (pooling off) or where the exporters do not run."""
+    targets = [{"targets": [m.pooler.exporter.address], "labels": {"citus_group": str(m.group), "member": m.name}}
+               for m in plan.coordinators if m.pooler is not None]
+    if not targets or not exporters_run(plan):
+        return []
+    return [{"job_name": PGBOUNCER_JOB, "metrics_path": "/metrics", "scheme": "https",
+             "tls_config": {"ca_file": ca_file}, "static_configs": targets}]
 
 
 def alert_rules(plan: Plan) -> dict[str, Any]:
@@ -118,6 +131,8 @@ def alert_rules(plan: Plan) -> dict[str, Any]:
     ]
     if exporters_run(plan):
         rules += exporter_alerts(plan)
+    if pgbouncer_jobs(plan):
+        rules += pgbouncer_alerts(plan)
     return {"groups": [{"name": f"citus-cluster-{plan.scope}", "rules": rules}]}
 
 
@@ -168,6 +183,20 @@ def exporter_alerts(plan: Plan) -> list[dict[str, Any]]:
             "{{ $labels.member }} cannot archive WAL (pgBackRest archive-push fails): point-in-time recovery "
             "stops at the last archived segment and pg_wal grows until it succeeds"))
     return rules
+
+
+def pgbouncer_alerts(plan: Plan) -> list[dict[str, Any]]:
+    """Alerts on the PgBouncer exporters' pool metrics (pgbouncer_pool_max_wait_seconds: how long the oldest
+    waiting client of a pool has waited for a server connection)."""
+    job = f'job="{PGBOUNCER_JOB}"'
+    return [
+        _alert("PgBouncerClientsWaiting",
+               f"max by (citus_group, member, database, user) (pgbouncer_pool_max_wait_seconds{{{job}}}) "
+               f">= {POOL_WAIT_SECONDS}", POOL_WAIT_FOR, "warning",
+               "the oldest waiting client of {{ $labels.user }}@{{ $labels.database }} in {{ $labels.member }}'s "
+               "PgBouncer has waited {{ $value }} s for a server connection: the pool is exhausted (raise "
+               "pooling.poolSize within max_connections, or find the long transactions holding it)"),
+    ]
 
 
 def _alert(name: str, expr: str, after: str, severity: str, summary: str) -> dict[str, Any]:

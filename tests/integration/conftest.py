@@ -33,7 +33,8 @@ SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 def harness_missing() -> str | None:
     """Why the harness cannot run on this machine, or None."""
-    missing = [tool for tool in ("etcd", "haproxy", "prometheus-postgres-exporter") if shutil.which(tool) is None]
+    tools = ("etcd", "haproxy", "prometheus-postgres-exporter", "prometheus-pgbouncer-exporter")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     try:
         local_postgres()
     except HarnessError:

@@ -40,7 +40,8 @@ def test_cli_up_prints_json_and_down_stops_everything(tmp_path: Path) -> None:
             assert conn.execute("SELECT current_database()").fetchone() == ("citus",)
         members = ("h-coordinator-0", "h-worker1-0")
         assert set(info["pids"]) == {  # etcd, HAProxy, and per member Patroni and its exporter; one PgBouncer
-            "h-etcd-0", "h-haproxy", *members, *(f"{m}-exporter" for m in members), "h-coordinator-0-pgbouncer"}
+            "h-etcd-0", "h-haproxy", *members, *(f"{m}-exporter" for m in members), "h-coordinator-0-pgbouncer",
+            "h-coordinator-0-pgbouncer-exporter"}  # and its exporter
         pids = list(info["pids"].values())
         assert all(pid_alive(pid) for pid in pids)
     finally:

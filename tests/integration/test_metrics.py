@@ -1,6 +1,7 @@
 """Every metrics endpoint of the running cluster, scraped for real: each member's Patroni /metrics and
-prometheus-postgres-exporter (with the rendered Citus queries, logged in as the monitoring role), HAProxy's
-built-in exporter; then a real Prometheus on the rendered scrape config finds every target up."""
+prometheus-postgres-exporter (with the rendered Citus queries, logged in as the monitoring role), each coordinator
+member's prometheus-pgbouncer-exporter, HAProxy's built-in exporter; then a real Prometheus on the rendered scrape
+config finds every target up."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from cluster.local.harness import Harness
+from cluster.local.harness import Harness, pgbouncer_exporter_name
 from cluster.plan import STATS_USER
 from cluster.provision.rest import tls_context
 from cluster.render.haproxy import PRIMARY_BACKEND
@@ -115,10 +117,41 @@ def test_prometheus_scrapes_every_rendered_target(harness: Harness, tmp_path: Pa
             time.sleep(1)
         assert not down, down
         jobs = {t["labels"]["job"] for t in targets}
-        assert jobs == {"patroni", "postgres", "haproxy", "etcd"}, jobs
-        assert len(targets) == 2 * len(harness.plan.members) + 1 + len(harness.plan.etcd)
+        assert jobs == {"patroni", "postgres", "haproxy", "etcd", "pgbouncer"}, jobs
+        assert len(targets) == (2 * len(harness.plan.members) + 1 + len(harness.plan.etcd)
+                                + len(harness.plan.coordinators))
         time.sleep(12)  # a few evaluations
         registered = api(url, "query", query="citus_node_primary == 1")["result"]
         assert len(registered) == len(harness.plan.groups), registered
         out_of_step = api(url, "query", query='ALERTS{alertname="CitusDistNodeOutOfStep"}')["result"]
         assert out_of_step == [], out_of_step
+
+
+def test_pgbouncer_exporter_counts_the_clients_of_the_leaders_pgbouncer(harness: Harness) -> None:
+    """Clients held open through the read-write port sit in the coordinator leader's PgBouncer: its exporter
+    (logged in to PgBouncer's admin console as the monitoring role, over verified TLS) counts them per pool, and
+    the standby's exporter answers too (its PgBouncer idles)."""
+    leader = harness.leader(0)
+    database = harness.config.citus.database
+    held = 3
+    clients = [psycopg.connect(harness.dsn(), autocommit=True, prepare_threshold=None) for _ in range(held)]
+    try:
+        for conn in clients:
+            assert conn.execute("SELECT count(*) FROM pg_dist_node").fetchone()[0] > 0
+        samples = scrape(harness.pgbouncer_exporter_url(leader), harness.ca_file)
+        active = values(samples, "pgbouncer_active_clients", database=database, user="postgres")
+        queries = values(samples, "pgbouncer_queries_total", database=database)
+        waiting = values(samples, "pgbouncer_pool_max_wait_seconds", database=database, user="postgres")
+        print(f"{leader}'s PgBouncer: active clients {active}, queries {queries}, max wait {waiting}")
+        assert active and active[0][1] >= held, (active, harness.procs[pgbouncer_exporter_name(
+            harness.member(leader))].tail())
+        assert queries and queries[0][1] >= held, queries
+        assert waiting == [({"database": database, "user": "postgres"}, 0.0)], waiting
+        assert values(samples, "pgbouncer_pool_size", database=database)[0][1] > 0
+    finally:
+        for conn in clients:
+            conn.close()
+    for member in harness.plan.coordinators:
+        if member.name != leader:
+            standby = scrape(harness.pgbouncer_exporter_url(member.name), harness.ca_file)
+            assert values(standby, "pgbouncer_used_clients")[0][1] >= 1  # its exporter's own session

@@ -177,6 +177,119 @@ def test_pgbouncer_runs_the_rendered_ini(name: str) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+needs_pgbouncer_exporter = pytest.mark.skipif(
+    shutil.which("prometheus-pgbouncer-exporter") is None,
+    reason="prometheus-pgbouncer-exporter is not installed (.ci/run installs it)")
+
+
+@needs_pgbouncer
+@needs_pgbouncer_exporter
+def test_pgbouncer_exporter_runs_on_the_rendered_files() -> None:
+    """The PgBouncer exporter of a coordinator member (Docker plan, monitoring.enabled) on its rendered config,
+    launcher and environment, against PgBouncer on the member's rendered ini (only addresses and ports moved to
+    free loopback ones, the Docker directory to a local one): it logs in to the admin console as the monitoring
+    role over verified TLS with the password from its pgpass file only, serves PgBouncer's metrics over HTTPS with
+    the member's certificate and refuses plain HTTP. No PostgreSQL is needed: the admin console is PgBouncer's."""
+    import http.client
+    import socket
+    import tempfile
+    import time
+    import urllib.request
+
+    from cluster.local.processes import give_to_server_user, raise_open_files, server_user
+    from cluster.provision.rest import tls_context
+    from cluster.provision.scram import pooled_verifier
+    from cluster.render import pgbouncer_exporter as pe
+    from cluster.render import render_pgbouncer, render_pgbouncer_auth
+    from tests.support.prometheus import parse_metrics
+
+    raise_open_files()
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        user = server_user()
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={"PATH": os.environ["PATH"], **(env or {})},
+                                **({"user": user.pw_uid, "group": user.pw_gid} if user else {}))
+
+    root = Path(tempfile.mkdtemp(prefix="pgbouncer-exporter-check-"))
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        os.chmod(root, 0o755)
+        plan = build_plan(load_config({"monitoring": {"enabled": True}}).config,
+                          PoolerCheckLayout(tls_root=str(root)))
+        authority = tls.new_authority(plan.scope)
+        for identity in tls.identities(plan):
+            for path, (text, _) in tls.files_for(identity, authority.cert, tls.issue(authority, identity)).items():
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(text)
+        member = plan.coordinators[0]
+        assert member.pooler is not None
+        pool_port, metrics_port = free_port(), free_port()
+        Path(member.pooler.config_dir).mkdir(parents=True)
+        ini = render_pgbouncer(plan, member).replace("listen_addr = 0.0.0.0", "listen_addr = 127.0.0.1")
+        Path(member.pooler.config_path).write_text(ini.replace("listen_port = 6432", f"listen_port = {pool_port}"))
+        pooler_pw, monitoring_pw = "x" * 24, "m:o\\n" * 6  # pgpass escaping exercised
+        Path(member.pooler.auth_file).write_text(render_pgbouncer_auth(
+            pooler_pw, pooled_verifier("y" * 24, "postgres", pooler_pw),
+            pooled_verifier(monitoring_pw, "monitor", pooler_pw)))
+        directory = root / "pgbouncer-exporter"
+        directory.mkdir()
+        config = pe.render_config(plan, member)
+        config = config.replace("host = 0.0.0.0", "host = 127.0.0.1").replace("port = 9127", f"port = {metrics_port}")
+        config = config.replace(f"pgbouncer-host = {member.pooler.endpoint.host}", "pgbouncer-host = 127.0.0.1")
+        config = config.replace("pgbouncer-port = 6432", f"pgbouncer-port = {pool_port}")
+        for name, text in pe.render_pgbouncer_exporter_files(plan, member).items():
+            (directory / name).write_text(config if name == pe.CONFIG_FILE else text)
+        (directory / pe.PGPASS_FILE).write_text(pe.render_pgpass(monitoring_pw))
+        for secret in (member.pooler.auth_file, directory / pe.PGPASS_FILE):
+            os.chmod(secret, 0o600)
+        give_to_server_user(root)
+        local = {pe.DOCKER_DIR: str(directory)}
+
+        def moved(text: str) -> str:
+            for old, new in local.items():
+                text = text.replace(old, new)
+            return text
+
+        procs.append(start([pgbouncer, member.pooler.config_path]))
+        env = {k: moved(v) for k, v in pe.pgbouncer_exporter_env(plan, member).items()}
+        assert monitoring_pw not in json.dumps(env) and monitoring_pw not in config
+        procs.append(start([moved(a) for a in pe.pgbouncer_exporter_command(plan, member)], env))
+        ca = tls.TlsPaths(member.tls_dir).ca
+        url = f"https://127.0.0.1:{metrics_port}/metrics"
+        deadline, samples, last = time.monotonic() + 20, [], None
+        while time.monotonic() < deadline and all(p.poll() is None for p in procs):
+            try:
+                with urllib.request.urlopen(url, timeout=5, context=tls_context(ca)) as response:
+                    samples = parse_metrics(response.read().decode())
+                break
+            except OSError as exc:
+                last = exc
+                time.sleep(0.3)
+        assert samples, (last, [p.poll() for p in procs])
+        found = {name: value for name, labels, value in samples
+                 if name.startswith("pgbouncer_") and labels.get("database") in (None, "pgbouncer")}
+        assert found["pgbouncer_used_clients"] >= 1, found  # the exporter's own admin-console session
+        assert found["pgbouncer_pool_size"] >= 1 and "pgbouncer_pool_max_wait_seconds" in found, found
+        assert "pgbouncer_queries_total" in found and "pgbouncer_active_clients" in found, found
+        with pytest.raises((OSError, http.client.HTTPException)):  # HTTPS only: the handshake fails
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+    finally:
+        logs = []
+        for proc in procs:
+            proc.terminate()
+            logs.append(proc.communicate(timeout=10)[0])
+        shutil.rmtree(root, ignore_errors=True)
+    text = "\n".join(logs)
+    assert monitoring_pw not in text and "Traceback" not in text, text
+    assert "scrape failed" not in text, text
+
+
 def test_patroni_validator_catches_a_broken_file(tmp_path: Path) -> None:
     """The check is not a rubber stamp: a wrong type and an unknown etcd host are reported."""
     plan = build_plan(load_config({}).config)

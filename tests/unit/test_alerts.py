@@ -15,10 +15,12 @@ import yaml
 from cluster import tls
 from cluster.config import load_config
 from cluster.plan import build_plan
+from cluster.render.pgbouncer import RESERVE_POOL_TIMEOUT
 from cluster.render.prometheus import (
     CA_FILE,
     CLIENT_CERT,
     CLIENT_KEY,
+    POOL_WAIT_SECONDS,
     RULES_FILE,
     SCRAPE_FILE,
     render_prometheus,
@@ -94,13 +96,13 @@ def rendered(tmp_path: Path) -> Path:
 
 
 def test_scrape_config_and_rules_are_valid(rendered: Path) -> None:
-    assert "SUCCESS: 13 rules found" in run("check", "rules", RULES_FILE, cwd=rendered)
+    assert "SUCCESS: 14 rules found" in run("check", "rules", RULES_FILE, cwd=rendered)
     run("check", "config", SCRAPE_FILE, cwd=rendered)
 
 
 def test_scrape_config_labels_every_member_with_its_group() -> None:
     jobs = {job["job_name"]: job for job in scrape_config(PLAN)["scrape_configs"]}
-    assert list(jobs) == ["patroni", "postgres", "haproxy", "etcd"]
+    assert list(jobs) == ["patroni", "postgres", "haproxy", "etcd", "pgbouncer"]
     targets = jobs["patroni"]["static_configs"]
     assert [t["labels"]["member"] for t in targets] == [m.name for m in PLAN.members]
     assert [t["targets"] for t in targets] == [[m.api.address] for m in PLAN.members]
@@ -110,6 +112,10 @@ def test_scrape_config_labels_every_member_with_its_group() -> None:
     assert jobs["postgres"]["scheme"] == "https" and jobs["postgres"]["tls_config"] == {"ca_file": CA_FILE}
     assert jobs["haproxy"]["static_configs"][0]["targets"] == ["citus-haproxy:7000"]
     assert jobs["haproxy"]["basic_auth"] == {"username": "admin", "password_file": "haproxy-stats.password"}
+    poolers = jobs["pgbouncer"]["static_configs"]  # every coordinator member's PgBouncer, none on the workers
+    assert [t["targets"] for t in poolers] == [[f"{m.name}:9127"] for m in PLAN.coordinators]
+    assert [t["labels"] for t in poolers] == [{"citus_group": "0", "member": m.name} for m in PLAN.coordinators]
+    assert jobs["pgbouncer"]["scheme"] == "https" and jobs["pgbouncer"]["tls_config"] == {"ca_file": CA_FILE}
     assert {t["labels"]["has_standby"] for t in targets if t["labels"]["citus_group"] == "0"} == {"false"}
     assert {t["labels"]["has_standby"] for t in targets if t["labels"]["citus_group"] == "1"} == {"true"}
 
@@ -169,7 +175,7 @@ def test_every_alert_fires_in_its_drill_and_not_otherwise(rendered: Path) -> Non
             ],
         },
     ]
-    tests += exporter_drills()
+    tests += exporter_drills() + pgbouncer_drills()
     document = {"rule_files": [RULES_FILE], "evaluation_interval": "15s", "tests": tests}
     (rendered / "tests.yml").write_text(yaml.safe_dump(document))
     assert "SUCCESS" in run("test", "rules", "tests.yml", cwd=rendered)
@@ -285,6 +291,49 @@ def exporter_drills() -> list[dict[str, Any]]:
             ],
         },
     ]
+
+
+def pooled(metric: str, values: str, member: str = COORDINATOR, **labels: str) -> dict[str, str]:
+    """A series from member's prometheus-pgbouncer-exporter (per pool: database and user labels)."""
+    extra = "".join(f',{k}="{v}"' for k, v in labels.items())
+    text = f'job="pgbouncer",instance="{member}:9127",citus_group="0",member="{member}"{extra}'
+    return {"series": f"{metric}{{{text}}}", "values": values}
+
+
+def pgbouncer_drills() -> list[dict[str, Any]]:
+    """Clients of the app pool wait in PgBouncer from 2 min (the oldest 1 s, then 6 s and more) until 8 min; the
+    superuser's pool sees a 3 s wait (PgBouncer opens the reserve pool then), which is not an exhausted pool."""
+    waits = "0x7 1 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 0x20"
+    return [{
+        "interval": "15s",
+        "input_series": [
+            pooled("pgbouncer_pool_max_wait_seconds", waits, database="citus", user="app"),
+            pooled("pgbouncer_pool_max_wait_seconds", "0x7 3x20 0x20", database="citus", user="postgres"),
+        ],
+        "alert_rule_test": [
+            alerts_at("2m", "PgBouncerClientsWaiting", []),
+            alerts_at("2m45s", "PgBouncerClientsWaiting", []),  # waiting, but not for a minute yet
+            alerts_at("3m45s", "PgBouncerClientsWaiting", [annotated(
+                f"the oldest waiting client of app@citus in {COORDINATOR}'s PgBouncer has waited 12 s for a server "
+                "connection: the pool is exhausted (raise pooling.poolSize within max_connections, or find the long "
+                "transactions holding it)", severity="warning", citus_group="0", member=COORDINATOR,
+                database="citus", user="app")]),
+            alerts_at("9m", "PgBouncerClientsWaiting", []),  # the queue drained
+        ],
+    }]
+
+
+def test_pool_wait_alert_waits_out_the_reserve_pool() -> None:
+    assert POOL_WAIT_SECONDS > RESERVE_POOL_TIMEOUT
+
+
+def test_pgbouncer_job_and_alert_only_where_pgbouncer_exporters_run() -> None:
+    """No PgBouncer (pooling off) or no exporters (Docker without monitoring): no job, no rule waiting on it."""
+    for config in ({"monitoring": {"enabled": True}, "pooling": {"enabled": False}}, {}):
+        plan = build_plan(load_config(config).config)
+        assert "pgbouncer" not in [job["job_name"] for job in scrape_config(plan)["scrape_configs"]], config
+        names = [r["alert"] for r in yaml.safe_load(render_prometheus(plan)[RULES_FILE])["groups"][0]["rules"]]
+        assert "PgBouncerClientsWaiting" not in names, config
 
 
 def test_exporter_alerts_are_rendered_only_where_exporters_run() -> None:

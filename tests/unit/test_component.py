@@ -309,7 +309,8 @@ def test_monitoring_adds_an_exporter_per_member_and_prometheus(monitored: Deploy
 
     plan = build_plan(load_config({"monitoring": {"enabled": True}}).config)
     counts = type_counts(monitored)
-    assert (counts["Container"], counts["Image"], counts["Volume"]) == (12 + 8 + 1, 2, 12 + 1)
+    # 12 members + 8 exporters + 2 PgBouncer exporters (one per coordinator member) + Prometheus
+    assert (counts["Container"], counts["Image"], counts["Volume"]) == (12 + 8 + 2 + 1, 2, 12 + 1)
     assert "monitoringPassword" in {r.name for r in monitored.of_type("RandomPassword")}
     image = monitored.named("monitoring-image").inputs["imageName"]
     for member in plan.members:

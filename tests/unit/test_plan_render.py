@@ -51,7 +51,8 @@ def test_local_layout_gives_every_listener_its_own_loopback_port() -> None:
     used = [p for m in plan.members for p in (m.postgres.port, m.api.port, m.exporter.port)]
     used += [p for e in plan.etcd for p in (e.client.port, e.peer.port)]
     used += [plan.balancer.read_write.port, plan.balancer.read_only.port, plan.balancer.stats.port]
-    used += [m.pooler.endpoint.port for m in plan.coordinators if m.pooler is not None]  # PgBouncer
+    used += [p.port for m in plan.coordinators if m.pooler is not None  # PgBouncer and its exporter
+             for p in (m.pooler.endpoint, m.pooler.exporter)]
     assert sorted(used) == list(ports)
     assert {m.postgres.listen for m in plan.members} == {"127.0.0.1"}
     assert plan.members[0].published_postgres == plan.members[0].postgres.port
