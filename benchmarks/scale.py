@@ -299,6 +299,7 @@ def measure(groups: int, rows: int, cpus: float, args: Any, work_dir: Path) -> d
     data = Dataset(rows, args.seed)
     params = {"now": data.now}
     result: dict[str, Any] = {"groups": groups, "rows": rows, "cpu_per_host": cpus}
+    finished = False
     try:
         harness.up()
         host = harness.cpu_hosts[0]
@@ -330,8 +331,12 @@ def measure(groups: int, rows: int, cpus: float, args: Any, work_dir: Path) -> d
             before = _cpu_stats(members)
             result["throughput"][endpoint] = steps.run_clients(dsn, TABLE, params, query, args.clients, args.duration)
             result["throttled"][endpoint] = throttled_share(before, _cpu_stats(members))
+        finished = True
     finally:
-        harness.down()
+        harness.down(remove=finished)  # a failed run keeps its logs (processes stopped, cgroups removed)
+        if not finished:
+            print(f"{label(groups, rows)} failed: logs kept in {directory}/logs; remove {directory} before the "
+                  "next run", flush=True)
     return result
 
 
