@@ -264,8 +264,11 @@ def read_runs(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def write_report(out: Path) -> Path:
+    """report.md from every run in `out`, then `notes.md` if there is one (what the runs cannot say: a run that
+    failed, say)."""
     path = out / "report.md"
-    path.write_text(render(read_runs(out)))
+    notes = out / "notes.md"
+    path.write_text(render(read_runs(out)) + (f"\n{notes.read_text()}" if notes.exists() else ""))
     return path
 
 

@@ -101,3 +101,14 @@ def test_report_has_tables_targets_plots_and_the_data_curve() -> None:
 
 def test_report_without_runs() -> None:
     assert "No runs yet" in scale.render({})
+
+
+def test_written_report_merges_every_run_and_ends_with_the_notes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    (tmp_path / "runs").mkdir()
+    for r in (run(0, 10_000, 100.0, 10.0), run(4, 30_000, 30.0, 20.0, 27.0)):
+        (tmp_path / "runs" / f"{scale.label(r['groups'], r['rows'])}.json").write_text(json.dumps(r))
+    (tmp_path / "notes.md").write_text("## Not measured: something\n")
+    text = scale.write_report(tmp_path).read_text()
+    assert "| 4 worker groups | 5 (1.5) |" in text and text.endswith("## Not measured: something\n")
