@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument("--repeat", type=int, default=10, help="timed repetitions per query")
     scale.add_argument("--clients", type=int, default=16, help="clients of the throughput run")
     scale.add_argument("--duration", type=float, default=10.0, help="seconds of each throughput run")
+    scale.add_argument("--no-tls", action="store_true",
+                       help="measurement only: every link without TLS (the report marks such runs)")
     scale.add_argument("--work-dir", default="/tmp", help="where each system's cluster directory goes")
     scale.add_argument("--out", type=Path, help="report directory (runs/*.json are kept and merged)")
     ha = commands.choices["ha"]

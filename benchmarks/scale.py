@@ -54,8 +54,9 @@ def rows_label(rows: int) -> str:
     return f"{rows // 1_000_000}m" if rows % 1_000_000 == 0 else f"{rows // 1000}k" if rows % 1000 == 0 else str(rows)
 
 
-def system_name(groups: int) -> str:
-    return "single node" if groups == SINGLE else f"{groups} worker group{'s' if groups > 1 else ''}"
+def system_name(groups: int, tls: bool = True) -> str:
+    name = "single node" if groups == SINGLE else f"{groups} worker group{'s' if groups > 1 else ''}"
+    return name if tls else f"{name} (no TLS)"
 
 
 def hosts_of(groups: int) -> int:
@@ -190,7 +191,8 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         for run in chosen:
             s = summary(run)
             hosts = hosts_of(run["groups"])
-            table.append([system_name(run["groups"]), f"{hosts} ({hosts * cpus:g})", s["ingest"], s["radius_p50"],
+            table.append([system_name(run["groups"], run.get("tls", True)), f"{hosts} ({hosts * cpus:g})",
+                          s["ingest"], s["radius_p50"],
                           s["bbox_p50"], s["knn_p50"], s["radius_p50_any"], s["tps"], s["tps_any"]])
         lines += _table(header, table)
         r = ratios(runs, rows)
@@ -244,8 +246,8 @@ def data_curve(runs: dict[str, dict[str, Any]]) -> list[list[Any]]:
             continue
         for run in sorted(found, key=lambda r: r["rows"]):
             s = summary(run)
-            out.append([system_name(groups), f"{run['rows']:,}", s["ingest"], s["radius_p50"], s["bbox_p50"],
-                        s["knn_p50"], s["tps"]])
+            out.append([system_name(groups, run.get("tls", True)), f"{run['rows']:,}", s["ingest"],
+                        s["radius_p50"], s["bbox_p50"], s["knn_p50"], s["tps"]])
     return out
 
 
@@ -298,10 +300,11 @@ def measure(groups: int, rows: int, cpus: float, args: Any, work_dir: Path) -> d
     if directory.exists():
         raise BenchmarkError(f"{directory} exists (a run left behind?): `python -m cluster local down --dir "
                              f"{directory}` or remove it, then run again")
-    harness = Harness.create(config, directory, citus=groups != SINGLE, cpu_per_host=cpus)
+    tls = not getattr(args, "no_tls", False)
+    harness = Harness.create(config, directory, citus=groups != SINGLE, cpu_per_host=cpus, tls=tls)
     data = Dataset(rows, args.seed)
     params = {"now": data.now}
-    result: dict[str, Any] = {"groups": groups, "rows": rows, "cpu_per_host": cpus}
+    result: dict[str, Any] = {"groups": groups, "rows": rows, "cpu_per_host": cpus, "tls": tls}
     finished = False
     try:
         harness.up()

@@ -112,3 +112,9 @@ def test_written_report_merges_every_run_and_ends_with_the_notes(tmp_path) -> No
     (tmp_path / "notes.md").write_text("## Not measured: something\n")
     text = scale.write_report(tmp_path).read_text()
     assert "| 4 worker groups | 5 (1.5) |" in text and text.endswith("## Not measured: something\n")
+
+
+def test_runs_without_tls_are_marked() -> None:
+    assert scale.system_name(4, tls=False) == "4 worker groups (no TLS)"
+    text = scale.render(runs(run(0, 10_000, 100.0, 10.0), run(4, 30_000, 30.0, 20.0, 27.0) | {"tls": False}))
+    assert "| 4 worker groups (no TLS) |" in text
