@@ -5,6 +5,8 @@ python -m benchmarks run --stack dev | --dsn URL
 python -m benchmarks ha  --harness DIR [--scenario coordinator-leader-kill ...] [--repeat 5]
 python -m benchmarks pooling --harness DIR [--clients 100,250,500,1000] [--duration 30]
     (clients served with and without PgBouncer, and the latency it adds at 16 clients)
+python -m benchmarks scale --cpu-per-host 0.3 [--groups 0,1,2,4] [--rows 1000000] [--out DIR]
+    (the scale-out curve: each system brought up on hosts of a fixed size, measured, taken down; 0 = single node)
     (partition-* and etcd-quorum-loss-* need a namespaced harness: `python -m cluster local up --namespaces`)
 Reports (results.json, report.md, report.html, PNGs) go to --out (default benchmarks/results/<timestamp>).
 """
@@ -83,6 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     pooling.add_argument("--clients", default="100,250,500,1000", help="client counts tried, in order")
     pooling.add_argument("--duration", type=float, default=30.0, help="seconds of the 16-client latency run")
     pooling.add_argument("--rows", type=int, default=100_000, help="rows loaded first when the table has fewer")
+    scale = commands.add_parser("scale", help="the scale-out curve on emulated hosts of a fixed size")
+    scale.add_argument("--cpu-per-host", type=float, required=True, metavar="CORES",
+                       help="the size of every emulated host (a cgroup cpu quota per database member)")
+    scale.add_argument("--groups", default="0,1,2,4", help="worker group counts to measure, 0 = the single node")
+    scale.add_argument("--rows", default="1000000", help="row counts (comma-separated: the data curve)")
+    scale.add_argument("--seed", type=int, default=42)
+    scale.add_argument("--parallel", type=int, default=4, help="loader connections")
+    scale.add_argument("--warmup", type=int, default=2)
+    scale.add_argument("--repeat", type=int, default=10, help="timed repetitions per query")
+    scale.add_argument("--clients", type=int, default=16, help="clients of the throughput run")
+    scale.add_argument("--duration", type=float, default=10.0, help="seconds of each throughput run")
+    scale.add_argument("--no-tls", action="store_true",
+                       help="measurement only: every link without TLS (the report marks such runs)")
+    scale.add_argument("--work-dir", default="/tmp", help="where each system's cluster directory goes")
+    scale.add_argument("--out", type=Path, help="report directory (runs/*.json are kept and merged)")
     ha = commands.choices["ha"]
     ha.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default: both leader kills")
     ha.add_argument("--repeat", type=int, default=5, help="drills per scenario (medians need >= 5)")
@@ -104,6 +121,11 @@ def _run(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> int:
         steps_ = [int(c) for c in args.clients.split(",") if c]
         pooling.run(args.harness, out, steps_, args.duration, args.rows, meta)
         print(f"reports in {out}: report.md, results.json")
+        return 0
+    if args.command == "scale":
+        from benchmarks import scale
+
+        print(f"report: {scale.run(args, meta, out)}")
         return 0
     results = run_benchmarks(args, meta) if args.command == "run" else run_ha(args, meta)
     files = write_reports(results, out)

@@ -1,4 +1,5 @@
-"""`python -m cluster local up [--config FILE] [--dir DIR] [--namespaces]` (prints JSON, leaves it running) /
+"""`python -m cluster local up [--config FILE] [--dir DIR] [--namespaces] [--cpu-per-host CORES]` (prints JSON,
+leaves it running) /
 `local down --dir DIR` / `local cleanup --dir DIR` (stop and remove namespaces, keep the directory; idempotent).
 
 A local cluster is the rendered cluster as processes on 127.0.0.1 (see cluster/local/harness.py): what the tests
@@ -30,6 +31,10 @@ def add_parser(commands: Any) -> None:
                     help="every member and etcd member on a host of its own (network namespace; needs root)")
     up.add_argument("--no-tls", action="store_true",
                     help="measurement only: clients, replication and Citus without TLS (to price TLS)")
+    up.add_argument("--cpu-per-host", type=float, metavar="CORES",
+                    help="every database member (with its PgBouncer and exporter) on a host of CORES cores: a "
+                         "cgroup v1 cpu quota per member (needs /sys/fs/cgroup/cpu writable); sets "
+                         "resources.database.cpus, which the derived settings follow")
     down = sub.add_parser("down", help="stop everything a previous `up` started and delete its directory")
     down.add_argument("--dir", type=Path, required=True)
     down.add_argument("--keep", action="store_true", help="keep the directory (data and logs)")
@@ -42,8 +47,9 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.local_command == "up":
         overrides = yaml.safe_load(args.config.read_text()) if args.config else {}
-        harness = Harness.create(harness_config(overrides or {}), args.dir, citus=not args.no_citus,
-                                 namespaces=args.namespaces, tls=not args.no_tls)
+        harness = Harness.create(harness_config(overrides or {}, args.cpu_per_host), args.dir,
+                                 citus=not args.no_citus, namespaces=args.namespaces, tls=not args.no_tls,
+                                 cpu_per_host=args.cpu_per_host)
         harness.up(args.timeout)
         print(json.dumps(harness.info(), indent=2))
         return 0

@@ -35,7 +35,7 @@ import yaml
 
 from cluster.config import ClusterConfig, load_config
 from cluster.config.sources import read_stack_file, stack_file
-from cluster.local import network, processes
+from cluster.local import cpuhosts, network, processes
 from cluster.local.certs import plaintext_dsn, pooler_without_tls, without_tls, write_certificates
 from cluster.local.processes import HarnessError, Proc
 from cluster.local.state import STATE_FILE, read_state, write_state
@@ -115,9 +115,20 @@ def installed_citus_line(major: int) -> str:
     return version.split("-")[0]
 
 
-def harness_config(overrides: dict[str, Any] | None = None) -> ClusterConfig:
-    """DEFAULT_CONFIG with `overrides` merged in, pinned to the local PostgreSQL (and Citus) versions."""
+def harness_config(overrides: dict[str, Any] | None = None, cpu_per_host: float | None = None) -> ClusterConfig:
+    """DEFAULT_CONFIG with `overrides` merged in, pinned to the local PostgreSQL (and Citus) versions.
+
+    With `cpu_per_host` every database member runs on a host of that many cores (cluster/local/cpuhosts.py), so
+    the config says so too: resources.database.cpus, which the derived settings (cluster/tuning.py) follow."""
     raw = _merge(DEFAULT_CONFIG, overrides or {})
+    if cpu_per_host is not None:
+        database = raw.setdefault("resources", {}).setdefault("database", {})
+        if database.get("cpus") not in (None, cpu_per_host):
+            raise cpuhosts.CpuHostError(
+                f"the config sets resources.database.cpus: {database['cpus']} but {cpuhosts.OPTION} is "
+                f"{cpu_per_host}: drop one, or make them equal (the host size is what the members' settings follow)")
+        database["cpus"] = cpu_per_host
+        database.setdefault("memoryMb", 768)
     major, _ = local_postgres()
     versions = raw.setdefault("versions", {})
     versions["postgres"] = major
@@ -160,8 +171,12 @@ class Harness:
         citus: bool = True,
         hosts: dict[str, Any] | None = None,
         tls: bool = True,
+        cpu: dict[str, Any] | None = None,
     ) -> None:
         self.base_dir = base_dir
+        # Hosts of a fixed size: {"cpus", "tag"} (cluster/local/cpuhosts.py), kept in the state file; None = the
+        # members share the machine's CPUs unbounded.
+        self.cpu = cpu
         self.tls = tls  # False: a measurement switch only (the price of TLS); every real cluster has it on
         self.config = config
         self.passwords = passwords
@@ -185,11 +200,19 @@ class Harness:
         citus: bool = True,
         namespaces: bool = False,
         tls: bool = True,
+        cpu_per_host: float | None = None,
     ) -> Harness:
         """A harness not started yet (call up()); `citus=False` runs plain Patroni even where Citus exists;
         `namespaces=True` puts every member on a host of its own (needs root, iproute2 and nftables);
-        `tls=False` lets every client and replication/Citus link go without TLS (to measure what TLS costs)."""
-        config = config or harness_config()
+        `tls=False` lets every client and replication/Citus link go without TLS (to measure what TLS costs);
+        `cpu_per_host` holds every database member (with its PgBouncer and exporter) to that many cores, a host
+        of that size each (needs the cgroup v1 cpu controller, writable: root)."""
+        config = config or harness_config(cpu_per_host=cpu_per_host)
+        cpu = None
+        if cpu_per_host is not None:
+            cpuhosts.check_size(cpu_per_host, os.cpu_count() or 1)
+            cpuhosts.require_controller()
+            cpu = {"cpus": cpu_per_host, "tag": secrets.token_hex(3)}
         hosts = None
         if namespaces:
             network.require_tools()
@@ -198,7 +221,7 @@ class Harness:
         base_dir.mkdir(parents=True, exist_ok=True)
         processes.check_reachable(str(base_dir.parent), "choose a --dir whose parents every user can traverse")
         os.chmod(base_dir, 0o700)
-        return cls(base_dir, config, Passwords.generate(), ports={}, citus=citus, hosts=hosts, tls=tls)
+        return cls(base_dir, config, Passwords.generate(), ports={}, citus=citus, hosts=hosts, tls=tls, cpu=cpu)
 
     @classmethod
     def load(cls, base_dir: Path) -> Harness:
@@ -208,7 +231,7 @@ class Harness:
         # fails to log in, nothing else does).
         passwords = Passwords(**{**Passwords.generate().as_dict(), **state["passwords"]})
         harness = cls(Path(base_dir), config, passwords, state["ports"], state["citus"],
-                      state.get("hosts"), state.get("tls", True))
+                      state.get("hosts"), state.get("tls", True), state.get("cpu"))
         harness.procs = {name: Proc(**p) for name, p in state["processes"].items()}
         return harness
 
@@ -223,6 +246,13 @@ class Harness:
     @property
     def citus(self) -> bool:
         return self.citus_reason is None
+
+    @property
+    def cpu_hosts(self) -> tuple[cpuhosts.CpuHost, ...]:
+        """The hosts of a fixed size the plan's members run on (none without cpu_per_host)."""
+        if self.cpu is None:
+            return ()
+        return cpuhosts.plan_hosts([m.name for m in self.plan.members], self.cpu["cpus"], self.cpu["tag"])
 
     @property
     def host_network(self) -> HostNetwork | None:
@@ -284,6 +314,8 @@ class Harness:
             "pgbouncer_exporters": {m.name: self.pgbouncer_exporter_url(m.name) for m in self.plan.coordinators
                                     if m.pooler is not None},
             "pids": {name: p.pid for name, p in self.procs.items()},
+            "cpu_per_host": None if self.cpu is None else self.cpu["cpus"],
+            "cpu_groups": {h.member: h.group for h in self.cpu_hosts},
         }
 
     def _adopt_recorded(self) -> None:
@@ -304,6 +336,7 @@ class Harness:
             "hosts": None if self.hosts is None or self.host_book is None else {
                 **self.hosts, "assigned": self.host_book.assigned},
             "processes": {name: asdict(p) for name, p in self.procs.items()},
+            "cpu": self.cpu,
             "target": self.target.to_dict(),
             **self.info(),
         }
@@ -442,6 +475,7 @@ class Harness:
             self.save()  # before any namespace exists, so `down`/`cleanup` can find and remove them
             if self.plan.host_network is not None:
                 network.create(self.plan.host_network)
+            cpuhosts.create(self.cpu_hosts)
             self._start_etcd(timeout)
             self._start_members([m for m in self.plan.members], timeout)
             self._start_poolers(timeout)
@@ -466,6 +500,10 @@ class Harness:
         finally:
             if self.plan.host_network is not None:
                 network.destroy(self.plan.host_network)
+            left = cpuhosts.remove(self.cpu_hosts)
+        if left:
+            raise HarnessError(f"cpu groups {left} under {cpuhosts.CPU_ROOT} still hold processes after down "
+                               f"(pids {[p for g in left for p in cpuhosts.pids_in(g)]}); stop them, then rmdir")
         if remove:
             shutil.rmtree(self.base_dir, ignore_errors=True)
         else:
@@ -733,7 +771,7 @@ class Harness:
     def restart_process(self, name: str) -> None:
         """Start a stopped process again with its recorded command line (etcd keeps its data dir)."""
         proc = self.procs[name]
-        self._spawn(Proc(name, proc.argv, proc.log, netns=proc.netns), env=self._env(name))
+        self._spawn(Proc(name, proc.argv, proc.log, netns=proc.netns, cgroup=proc.cgroup), env=self._env(name))
 
     def switchover(self, leader: str, timeout: float = 60.0) -> None:
         """A planned switchover through the leader's Patroni REST API (authenticated, as unsafe endpoints are)."""
@@ -799,6 +837,7 @@ class Harness:
         self.save()
         if self.plan.host_network is not None:
             network.create(self.plan.host_network)  # only the new group's hosts are added
+        cpuhosts.create(self.cpu_hosts)  # idempotent: the new group's members get theirs
         self._start_members(list(self.plan.groups[group]), timeout)
         self._start_exporters(list(self.plan.groups[group]))
         self.save()
@@ -826,10 +865,13 @@ class Harness:
         return str(self.base_dir / "logs" / f"{name}.log")
 
     def _proc(self, name: str, argv: list[str]) -> Proc:
-        """A server process of `name`, inside its host's namespace when the layout gives it one."""
+        """A server process of `name`, inside its host's namespace when the layout gives it one, and in its
+        host's cpu group when hosts have a fixed size (a member's PgBouncer and exporter are made with the
+        member's name, so they land on its host)."""
         net = self.plan.host_network
         netns = net.host(name).namespace if net is not None else ""
-        return Proc(name, argv, self._log(name), netns=netns)
+        host = cpuhosts.host_of(self.cpu_hosts, name)
+        return Proc(name, argv, self._log(name), netns=netns, cgroup="" if host is None else host.group)
 
     def _spawn(self, proc: Proc, env: dict[str, str] | None = None) -> None:
         Path(proc.log).touch()

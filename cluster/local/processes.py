@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.errors import ClusterError
+from cluster.local import cpuhosts
 
 RUN_AS = "postgres"
 
@@ -32,6 +33,7 @@ class Proc:
     log: str
     pid: int = 0
     netns: str = ""  # the network namespace it runs in (namespaced harness); "" = the root namespace
+    cgroup: str = ""  # the cpu cgroup of its host (cluster/local/cpuhosts.py); "" = not held to a quota
 
     def alive(self) -> bool:
         return pid_alive(self.pid)
@@ -87,6 +89,10 @@ def start(proc: Proc, env: dict[str, str] | None = None, cwd: str | None = None)
         if user is None:
             raise HarnessError(f"{proc.name}: the namespaced harness must run as root (it creates namespaces)")
         argv, as_user = namespace_argv(proc.netns, user.pw_uid, user.pw_gid, proc.argv), None
+    if proc.cgroup:  # the shell joins the group as root, then execs the (user-switching) command in place
+        if as_user is not None:
+            argv, as_user = as_server_user(as_user.pw_uid, as_user.pw_gid, argv), None
+        argv = cpuhosts.enter_argv(proc.cgroup, argv)
     with open(proc.log, "ab") as log:
         child = subprocess.Popen(
             argv,
@@ -118,8 +124,12 @@ def raise_open_files(wanted: int = 65536) -> int:
 
 def namespace_argv(namespace: str, uid: int, gid: int, argv: list[str]) -> list[str]:
     """`argv` run inside `namespace` as uid/gid. Both wrappers exec in place, so the PID stays the server's."""
-    return ["ip", "netns", "exec", namespace, "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-            "--", *argv]
+    return ["ip", "netns", "exec", namespace, *as_server_user(uid, gid, argv)]
+
+
+def as_server_user(uid: int, gid: int, argv: list[str]) -> list[str]:
+    """`argv` run as uid/gid by setpriv, which execs in place."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
 
 
 def pid_alive(pid: int) -> bool:
