@@ -75,6 +75,10 @@ def test_haproxy_accepts_rendered_config(name: str, tmp_path: Path) -> None:
     assert all("could not resolve address" in w for w in warnings), warnings
 
 
+# One per secret the stack has, by name: a secret added later needs no edit here.
+PASSWORDS = Passwords(**{name: f"{name}-pw" for name in Passwords.names()})
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_patroni_validator_accepts_every_member(name: str, tmp_path: Path) -> None:
     plan = docker_plan_with_certificates(CONFIGS[name], tmp_path / "tls")
@@ -83,7 +87,7 @@ def test_patroni_validator_accepts_every_member(name: str, tmp_path: Path) -> No
         directory = tmp_path / member.name
         directory.mkdir()
         (directory / "10-patroni.yml").write_text(render_patroni(plan, member))
-        (directory / "90-secrets.yml").write_text(render_patroni_secrets(Passwords("a", "b", "c", "d", "e", "f")))
+        (directory / "90-secrets.yml").write_text(render_patroni_secrets(PASSWORDS))
         assert validate_patroni_dir(directory, cluster_hosts, image_bin_dir=plan.bin_dir) == [], member.name
 
 
