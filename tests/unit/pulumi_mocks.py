@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,9 @@ def deploy(config: dict[str, Any], build_dir: Path, secrets: dict[str, str] | No
     """Run cluster.stack.run() under mocks with `config` (keys without project prefix) as stack config."""
     from cluster import stack
 
+    # Pulumi's mocks run on the main thread's current event loop; an asyncio.run() earlier in the same process
+    # (the PgBouncer benchmark's clients, in the integration tests make test runs first) leaves none behind.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = EchoMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
