@@ -402,21 +402,9 @@ class CitusCluster(pulumi.ComponentResource):
         uploads.append(docker.ContainerUploadArgs(
             file=f"{directory}/{exporter_files.PASSWORD_FILE}", content=pulumi.Output.secret(password), owner=owner,
             group=owner, permissions=SECRET_FILE_MODE))
-        argv = exporter_files.exporter_command(plan, member)
-        name = f"{member.name}-exporter"
-        return docker.Container(
-            name,
-            name=name,
-            image=image.image_name,
-            network_mode=container.id.apply(lambda cid: f"container:{cid}"),
-            entrypoints=argv[:1],
-            command=argv[1:],
-            envs=[f"{key}={value}" for key, value in exporter_files.exporter_env(plan, member).items()],
-            uploads=[*uploads, *self._tls_uploads(member.name, certificates, owner)],
-            restart=RESTART_POLICY,
-            memory=EXPORTER_MEMORY_MB,
-            opts=self._opts(depends_on=[container]),
-        )
+        return self._sidecar(f"{member.name}-exporter", member, container, image, certificates,
+                             exporter_files.exporter_command(plan, member),
+                             exporter_files.exporter_env(plan, member), uploads)
 
     def _pgbouncer_exporter(
         self,
@@ -438,8 +426,24 @@ class CitusCluster(pulumi.ComponentResource):
             file=f"{directory}/{pgbouncer_exporter_files.PGPASS_FILE}",
             content=pulumi.Output.secret(password).apply(pgbouncer_exporter_files.render_pgpass), owner=owner,
             group=owner, permissions=SECRET_FILE_MODE))
-        argv = pgbouncer_exporter_files.pgbouncer_exporter_command(plan, member)
-        name = f"{member.name}-pgbouncer-exporter"
+        return self._sidecar(f"{member.name}-pgbouncer-exporter", member, container, image, certificates,
+                             pgbouncer_exporter_files.pgbouncer_exporter_command(plan, member),
+                             pgbouncer_exporter_files.pgbouncer_exporter_env(plan, member), uploads)
+
+    def _sidecar(
+        self,
+        name: str,
+        member: Member,
+        container: docker.Container,
+        image: docker.Image,
+        certificates: Certificates,
+        argv: list[str],
+        env: dict[str, str],
+        uploads: list[docker.ContainerUploadArgs],
+    ) -> docker.Container:
+        """A process beside `member` in its container's network namespace (reached at the member's name), with
+        its files, the member's TLS files, and the exporters' restart policy and memory."""
+        owner = FILE_OWNERS["node"]
         return docker.Container(
             name,
             name=name,
@@ -447,8 +451,7 @@ class CitusCluster(pulumi.ComponentResource):
             network_mode=container.id.apply(lambda cid: f"container:{cid}"),
             entrypoints=argv[:1],
             command=argv[1:],
-            envs=[f"{key}={value}"
-                  for key, value in pgbouncer_exporter_files.pgbouncer_exporter_env(plan, member).items()],
+            envs=[f"{key}={value}" for key, value in env.items()],
             uploads=[*uploads, *self._tls_uploads(member.name, certificates, owner)],
             restart=RESTART_POLICY,
             memory=EXPORTER_MEMORY_MB,

@@ -4,7 +4,6 @@ files without a password, PgBouncer's stats user and auth file, the image and th
 from __future__ import annotations
 
 import ast
-import configparser
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,7 @@ from cluster.render.dockerfile import render_monitoring_dockerfile
 from cluster.render.pgbouncer_exporter_launcher import POOLS, STATS
 from tests.unit.pulumi_mocks import Deployment, deploy
 from tests.unit.test_component import SECRET_SIG
-
-
-def plan_for(raw: dict | None = None, layout=None):  # type: ignore[no-untyped-def]
-    return build_plan(load_config(raw or {}).config, layout)
-
-
-def ini(text: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(text)
-    return parser
+from tests.unit.test_pgbouncer import ini, plan_for
 
 
 def local_plan():  # type: ignore[no-untyped-def]
