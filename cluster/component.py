@@ -53,7 +53,7 @@ from cluster.render import pgbouncer_exporter as pgbouncer_exporter_files
 from cluster.render import prometheus as prometheus_files
 from cluster.render.dockerfile import monitoring_image_spec
 from cluster.render.etcd import etcd_client_flags
-from cluster.render.haproxy import STATS_PASSWORD_ENV
+from cluster.render.haproxy import haproxy_command, render_haproxy_secrets
 from cluster.render.pgbackrest import S3_KEY_ENV, render_pgbackrest
 from cluster.render.pgbackrest import config_path as pgbackrest_config_path
 from cluster.secrets import REPOSITORY_KEYS, Passwords
@@ -347,11 +347,17 @@ class CitusCluster(pulumi.ComponentResource):
             depends_on=list(depends_on),
             image=image.image_id,
             ports=[self._port(role, port) for role, port in balancer.published.items()],
+            # Ours, not the image's entrypoint script: both files, master-worker (SIGUSR2 reloads), foreground.
+            entrypoints=haproxy_command(self._plan),
             uploads=[
                 docker.ContainerUploadArgs(file=balancer.config_path, content=render_haproxy(self._plan)),
+                docker.ContainerUploadArgs(
+                    file=balancer.secrets_path,
+                    content=pulumi.Output.secret(stats_password).apply(render_haproxy_secrets),
+                    owner=FILE_OWNERS["haproxy"], group=FILE_OWNERS["haproxy"], permissions=SECRET_FILE_MODE,
+                ),
                 *self._tls_uploads(balancer.name, certificates, FILE_OWNERS["haproxy"]),
             ],
-            envs=[pulumi.Output.concat(f"{STATS_PASSWORD_ENV}=", stats_password)],
         )
 
     def _monitoring(

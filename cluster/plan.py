@@ -177,6 +177,12 @@ class Balancer:
     published: dict[str, int] = field(default_factory=dict)
     config_path: str = HAPROXY_CONFIG_PATH
 
+    @property
+    def secrets_path(self) -> str:
+        """The second config file, beside the first: the stats credential only (0600). HAProxy reads both at
+        start and again on a reload (SIGUSR2 to its master), so a new stats password needs no restart."""
+        return f"{self.config_path.rsplit('/', 1)[0]}/stats-users.cfg"
+
 
 @dataclass(frozen=True)
 class DsnOutput:

@@ -43,6 +43,7 @@ from cluster.plan import (
     MONITORING_USER,
     REPLICATION_USER,
     RESTAPI_USER,
+    STATS_USER,
     SUPERUSER,
     Host,
     HostNetwork,
@@ -55,7 +56,7 @@ from cluster.plan import (
 )
 from cluster.provision import ProvisionResult, provision
 from cluster.provision.migrations import Migration
-from cluster.provision.rest import post_json, rest_json, rest_send
+from cluster.provision.rest import post_json, rest_json, rest_send, tls_context
 from cluster.provision.rest import role as member_role
 from cluster.provision.roles import ensure_pooler_auth
 from cluster.provision.scram import pooled_verifier
@@ -70,7 +71,7 @@ from cluster.render import (
     render_patroni_secrets,
     render_pgbouncer_auth,
 )
-from cluster.render.haproxy import STATS_PASSWORD_ENV
+from cluster.render.haproxy import haproxy_command, render_haproxy_secrets
 from cluster.render.patroni import DCS_NAMESPACE, PGPASS_FILE
 from cluster.secrets import Passwords
 from cluster.tls import TlsPaths
@@ -393,6 +394,7 @@ class Harness:
                                / pgbouncer_exporter.PGPASS_FILE, pgbouncer_exporter.render_pgpass(
                                    self.passwords.monitoring))
         self._write_pooler_auth()
+        _write_private(Path(self.plan.balancer.secrets_path), render_haproxy_secrets(self.passwords.stats))
 
     def _write_pooler_auth(self) -> None:
         """PgBouncer's auth file of every coordinator member: the auth_user's own password and the superuser's and
@@ -415,7 +417,7 @@ class Harness:
         the passfile, is unchanged, so the WAL receiver keeps its session). A WAL receiver reads the pgpass when
         it connects: every later reconnect logs in with the new password. This returns once every replica's
         pgpass holds it, so a reconnect right after the rotation cannot still find the old one. A changed stats
-        password restarts HAProxy (it reads it from its environment): seconds without the balancer."""
+        password reloads HAProxy (reload_haproxy): no session through it is cut."""
         old, self.passwords = self.passwords, new
         target = replace(self.target, rest_password=old.rest_api)
         # PgBouncer's auth_user first, straight on the coordinator leader, and PgBouncer told at once (it rereads
@@ -441,8 +443,7 @@ class Harness:
             self._wait(member.name, lambda pgpass=pgpass: _pgpass_holds(pgpass, REPLICATION_USER, new.replication),
                        30, "Patroni to write the new replication password into its pgpass")
         if new.stats != old.stats:
-            self.stop_haproxy()
-            self.start_haproxy()
+            self.reload_haproxy(old.stats)
         if new.monitoring != old.monitoring:  # the exporter reads its password file once, at start
             names = [self.exporter_name(m.name) for m in self.plan.members]
             self._stop_procs(names)
@@ -547,8 +548,6 @@ class Harness:
 
     def _env(self, name: str) -> dict[str, str] | None:
         """The environment process `name` starts with (no secret in it: the exporter reads a password file)."""
-        if name == self.plan.balancer.name:
-            return {STATS_PASSWORD_ENV: self.passwords.stats}
         member = next((m for m in self.plan.members if self.exporter_name(m.name) == name), None)
         if member is not None:
             return exporter.exporter_env(self.plan, member)
@@ -654,8 +653,7 @@ class Harness:
         binary = processes.require_binary("haproxy", "install haproxy (see .ci/run)")
         processes.raise_open_files()
         b = self.plan.balancer
-        self._spawn(Proc(b.name, [binary, "-f", b.config_path, "-db"], self._log(b.name)),
-                    env={STATS_PASSWORD_ENV: self.passwords.stats})
+        self._spawn(Proc(b.name, haproxy_command(self.plan, binary), self._log(b.name)))
         for role in ("read-write", "read-only"):
             self._wait(b.name, lambda role=role: _can_query(self.dsn(role)), timeout, f"SELECT 1 through {role}")
 
@@ -826,6 +824,16 @@ class Harness:
     def start_haproxy(self, timeout: float = 30.0) -> None:
         self._start_haproxy(timeout)
 
+    def reload_haproxy(self, old_stats: str, timeout: float = 30.0) -> None:
+        """HAProxy rereads both files (its secrets file already holds the new stats password): SIGUSR2 to the
+        master starts new workers on the same listeners; the old ones finish their sessions, so no client
+        connection is cut. Returns once the stats page refuses the old password and takes the new one."""
+        b = self.plan.balancer
+        os.kill(self.procs[b.name].pid, signal.SIGUSR2)
+        url, ca = self.plan.stats_url, self.ca_file
+        self._wait(b.name, lambda: (stats_status(url, old_stats, ca), stats_status(url, self.passwords.stats, ca))
+                   == (401, 200), timeout, "HAProxy to take the new stats password")
+
     def add_group(self, timeout: float = STARTUP_TIMEOUT) -> int:
         """One more worker group, started like the rest; returns its Citus group id."""
         raw = self.config.model_dump(mode="json", by_alias=True)
@@ -941,6 +949,19 @@ def _reloads_with(url: str, password: str, ca_file: str) -> bool:
         if exc.code == 401:
             return False
         raise
+
+
+def stats_status(url: str, password: str, ca_file: str) -> int:
+    """The HTTP status HAProxy's stats page answers to `password` (401: refused)."""
+    request = urllib.request.Request(url)
+    token = base64.b64encode(f"{STATS_USER}:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    context = tls_context(ca_file) if url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _pgpass_holds(path: Path, user: str, password: str) -> bool:

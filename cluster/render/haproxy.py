@@ -3,7 +3,8 @@
 HAProxy never guesses who leads: it asks every coordinator member's Patroni (`GET /primary` answers 200 on
 the leader only, `GET /replica` on healthy replicas) once a second and routes accordingly. Those checks speak
 HTTPS and verify Patroni's certificate against the cluster CA and the member's name; the stats page is HTTPS,
-and serves HAProxy's built-in Prometheus exporter at /metrics behind the same credential.
+and serves HAProxy's built-in Prometheus exporter at /metrics behind the same credential, which lives in a second
+file (render_haproxy_secrets) so that haproxy.cfg holds no secret and a new password is a reload, not a restart.
 PostgreSQL traffic passes through in TCP mode, so TLS runs end to end between the client and the member (its
 PgBouncer, with pooling.enabled: the read-write backend still checks each coordinator's Patroni, but sends the
 leader's traffic to the PgBouncer on that member's host).
@@ -21,7 +22,6 @@ from __future__ import annotations
 from cluster.plan import STATS_USER, Member, Plan
 from cluster.tls import TlsPaths
 
-STATS_PASSWORD_ENV = "HAPROXY_STATS_PASSWORD"
 METRICS_PATH = "/metrics"  # HAProxy's built-in Prometheus exporter, on the stats listener (HTTPS, basic auth)
 STATS_USERLIST = "stats_users"
 
@@ -89,23 +89,39 @@ def render_haproxy(plan: Plan) -> str:
         *_backend(PRIMARY_BACKEND, "/primary", "first", coordinators, pooled=plan.pooled),
         *_backend(REPLICAS_BACKEND, "/replica", "leastconn", coordinators),
         *(_backend(LEADER_READS_BACKEND, "/primary", "first", coordinators) if plan.pooled else []),
-        # The stats credential guards /metrics too (Prometheus sends it from a password file): the exporter
-        # answers before the stats page would ask, so the check is explicit.
-        f"userlist {STATS_USERLIST}",
-        f'    user {STATS_USER} insecure-password "${{{STATS_PASSWORD_ENV}}}"',
-        "",
+        # One credential (userlist {STATS_USERLIST}, in the secrets file) guards the stats page and /metrics
+        # (Prometheus sends it from a password file); the exporter answers before a `stats auth` would ask, so
+        # the check is an explicit rule in front of both.
         "listen stats",
         f"    bind {b.stats.bind} ssl crt {tls.pem}",
         "    mode http",
-        f"    http-request auth realm metrics if {{ path {METRICS_PATH} }} !{{ http_auth({STATS_USERLIST}) }}",
+        f"    http-request auth realm stats unless {{ http_auth({STATS_USERLIST}) }}",
         f"    http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }}",
         "    stats enable",
         "    stats uri /",
         "    stats refresh 5s",
-        f'    stats auth "{STATS_USER}:${{{STATS_PASSWORD_ENV}}}"',
         "",
     ]
     return "\n".join(lines)
+
+
+def render_haproxy_secrets(stats_password: str) -> str:
+    """The second config file: the stats userlist. Single-quoted, the one quoting in which HAProxy expands
+    nothing (no `$VAR`, no escapes); a quote in the password closes, escapes and reopens."""
+    quoted = "'" + stats_password.replace("'", "'\\''") + "'"
+    return "\n".join([
+        "# The stats credential (HAProxy reads this file after haproxy.cfg; 0600).",
+        f"userlist {STATS_USERLIST}",
+        f"    user {STATS_USER} insecure-password {quoted}",
+        "",
+    ])
+
+
+def haproxy_command(plan: Plan, binary: str = "haproxy") -> list[str]:
+    """Both files, in master-worker mode (-W) so that SIGUSR2 to the master rereads them and new workers take the
+    listeners while the old ones finish their sessions; -db keeps it in the foreground."""
+    b = plan.balancer
+    return [binary, "-W", "-db", "-f", b.config_path, "-f", b.secrets_path]
 
 
 def _any_node(plan: Plan) -> list[str]:

@@ -17,6 +17,7 @@ from cluster import tls
 from cluster.config import load_config
 from cluster.plan import PROMETHEUS_CONFIG_DIR, DockerLayout, Plan, build_plan
 from cluster.render import exporter, prometheus, render_haproxy, render_patroni, render_patroni_secrets
+from cluster.render.haproxy import render_haproxy_secrets
 from cluster.secrets import Passwords
 from tests.support.patroni_check import validate_patroni_dir
 
@@ -55,20 +56,18 @@ def docker_plan_with_certificates(raw: dict, root: Path) -> Plan:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)
     return plan
+# Every character HAProxy's config syntax treats specially (quotes, escapes, $VAR expansion, comments, spaces).
+STATS_PASSWORD = """it's a "$HOME" \\ # pass word"""
 needs_haproxy = pytest.mark.skipif(not os.path.exists(haproxy), reason="haproxy is not installed (.ci/run installs it)")
 
 
 @needs_haproxy
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_haproxy_accepts_rendered_config(name: str, tmp_path: Path) -> None:
-    cfg = tmp_path / "haproxy.cfg"
+    cfg, secrets = tmp_path / "haproxy.cfg", tmp_path / "stats-users.cfg"
     cfg.write_text(render_haproxy(docker_plan_with_certificates(CONFIGS[name], tmp_path / "tls")))
-    result = subprocess.run(
-        [haproxy, "-c", "-f", str(cfg)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HAPROXY_STATS_PASSWORD": "x"},
-    )
+    secrets.write_text(render_haproxy_secrets(STATS_PASSWORD))
+    result = subprocess.run([haproxy, "-c", "-f", str(cfg), "-f", str(secrets)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     # The only warnings allowed are about container names that resolve on the Docker network alone.
     warnings = [line for line in result.stderr.splitlines() if "[WARNING]" in line]

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from benchmarks import workload
-from cluster.local.harness import Harness
+from cluster.local.harness import Harness, stats_status
 from cluster.plan import REPLICATION_USER, RESTAPI_USER, SUPERUSER
 from cluster.provision import citus as citus_sql
 from cluster.provision import provision, read_migrations
@@ -27,6 +27,7 @@ from cluster.provision.migrations import Migration
 from cluster.provision.rest import rest_send
 from cluster.provision.roles import with_password
 from cluster.provision.scram import scram_verifier
+from cluster.render.haproxy import METRICS_PATH
 from cluster.secrets import Passwords
 from tests.integration.conftest import SQL_DIR, start_harness
 
@@ -206,6 +207,31 @@ def test_wal_receivers_log_in_with_the_rotated_replication_password(cluster: Har
           "after its walsender was terminated")
     assert _replication_logins_refused(cluster) == refused_before  # no WAL receiver tried the old password
     _assert_replication_role_rotated(cluster, old.replication, new.replication)
+
+
+def test_stats_password_rotation_reloads_haproxy_without_cutting_a_session(cluster: Harness) -> None:
+    """HAProxy reads the stats password from its second file; the rotation rewrites it and sends SIGUSR2 to the
+    master: the same master goes on, a session opened through it before keeps its backend, and the stats page and
+    /metrics take only the new password (one with every character HAProxy's syntax treats specially)."""
+    old = cluster.passwords
+    new = replace(old, stats="""St'ats "$HOME" \\ #rotated """ + "q" * 12)
+    balancer = cluster.procs[cluster.plan.balancer.name].pid
+    url, ca = cluster.plan.stats_url, cluster.ca_file
+    with psycopg.connect(cluster.dsn(), autocommit=True) as session:
+        pid = session.execute("SELECT pg_backend_pid()").fetchone()[0]
+        started = time.monotonic()
+        cluster.rotate_passwords(new, [*read_migrations(SQL_DIR), *_later_migration()])
+        took = time.monotonic() - started
+        assert session.execute("SELECT pg_backend_pid()").fetchone()[0] == pid  # the same session, not a new one
+    print(f"rotation with a new stats password took {took:.1f} s")
+    assert cluster.procs[cluster.plan.balancer.name].pid == balancer and cluster.procs[
+        cluster.plan.balancer.name].alive()
+    assert stats_status(url, old.stats, ca) == 401
+    assert stats_status(url, new.stats, ca) == 200
+    assert stats_status(url.rstrip("/") + METRICS_PATH, new.stats, ca) == 200
+    assert stats_status(url.rstrip("/") + METRICS_PATH, old.stats, ca) == 401
+    mode = Path(cluster.plan.balancer.secrets_path).stat().st_mode & 0o777
+    assert mode == 0o600, oct(mode)
 
 
 def _set_system(cluster: Harness, member: str, setting: str, value: str | None) -> None:

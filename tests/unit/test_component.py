@@ -138,11 +138,22 @@ def test_passwords_appear_in_inputs_only_as_secrets(tmp_path: Path) -> None:
             assert "generated-" not in plain_text(value), f"{registration.name}.{key}"
             assert "PRIVATE KEY" not in plain_text(value), f"{registration.name}.{key}"
             carriers += is_secret(value) and key != "__provider"  # Pulumi keeps dynamic providers secret
-    # 8 members carry the secrets file and their TLS key, HAProxy the stats password in its environment and its
-    # TLS key in its uploads, the 3 etcd members their TLS key, the 4 dynamic resources (provisioning + 3 worker
-    # groups) the DSNs they connect with.
-    assert carriers == 8 + 2 + 3 + 4
-    assert is_secret(d.named("citus-haproxy").inputs["envs"])
+    # 8 members carry the secrets file and their TLS key, HAProxy its stats-password file and TLS key (in its
+    # uploads; nothing in its environment), the 3 etcd members their TLS key, the 4 dynamic resources
+    # (provisioning + 3 worker groups) the DSNs they connect with.
+    assert carriers == 8 + 1 + 3 + 4
+    haproxy = d.named("citus-haproxy").inputs
+    assert is_secret(haproxy["uploads"]) and not haproxy.get("envs")
+
+
+def test_haproxy_reads_its_stats_password_from_a_second_file_and_reloads_on_usr2(dev: Deployment) -> None:
+    """The image's entrypoint script is not trusted to pass both files: ours runs HAProxy in master-worker mode
+    (-W), so a new stats file is taken on SIGUSR2 without a restart."""
+    haproxy = dev.named("citus-haproxy").inputs
+    config, secrets = haproxy["uploads"]["value"][:2]
+    assert haproxy["entrypoints"] == ["haproxy", "-W", "-db", "-f", config["file"], "-f", secrets["file"]]
+    assert secrets["permissions"] == "0600" and "userlist stats_users" in secrets["content"]
+    assert "insecure-password" not in config["content"]
 
 
 def test_supplied_secret_password_is_used_and_not_generated(tmp_path: Path) -> None:

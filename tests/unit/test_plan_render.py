@@ -130,7 +130,9 @@ def test_haproxy_routes_by_patroni_health_checks() -> None:
     # 3 members x (primary, replicas, and the read-only fallback to the leader past PgBouncer)
     assert cfg.count("server citus-coordinator-") == 9
     assert "citus-worker" not in cfg
-    assert 'stats auth "admin:${HAPROXY_STATS_PASSWORD}"' in cfg
+    # One credential for the stats page and /metrics, kept out of haproxy.cfg (render_haproxy_secrets).
+    assert "http-request auth realm stats unless { http_auth(stats_users) }" in cfg
+    assert "stats auth" not in cfg and "password" not in cfg
     assert "on-marked-down shutdown-sessions" in cfg
 
 
