@@ -22,12 +22,10 @@ from cluster.plan import (
     DATABASE_UID,
     DOCKER_DATA_MOUNT,
     ETCD_DATA_MOUNT,
-    MONITORING_USER,
     PATRONI_VENV,
     PROMETHEUS_CONFIG_DIR,
     PROMETHEUS_DATA_MOUNT,
     SECRET_FILE_MODE,
-    SUPERUSER,
     EtcdMember,
     Member,
     Plan,
@@ -35,18 +33,14 @@ from cluster.plan import (
 from cluster.provision.certificates import Certificates, identity_props
 from cluster.provision.migrations import Migration
 from cluster.provision.provider import Provisioning, WorkerGroup
-from cluster.provision.scram import pooled_verifier
 from cluster.provision.target import STATS_PASSWORD_OUTPUT, target_from_plan
 from cluster.render import (
     CONFIG_FILE,
-    SECRETS_FILE,
     etcd_command,
     image_spec,
     render_haproxy,
     render_patroni,
-    render_patroni_secrets,
     render_pgbouncer,
-    render_pgbouncer_auth,
 )
 from cluster.render import exporter as exporter_files
 from cluster.render import pgbouncer_exporter as pgbouncer_exporter_files
@@ -56,6 +50,7 @@ from cluster.render.etcd import etcd_client_flags
 from cluster.render.haproxy import haproxy_command, render_haproxy_secrets
 from cluster.render.pgbackrest import S3_KEY_ENV, render_pgbackrest
 from cluster.render.pgbackrest import config_path as pgbackrest_config_path
+from cluster.render.secret_files import all_member_secrets, patroni_secrets_path
 from cluster.secrets import REPOSITORY_KEYS, Passwords
 
 RESTART_POLICY = "unless-stopped"  # a killed member comes back by itself and rejoins as a replica
@@ -108,17 +103,16 @@ class CitusCluster(pulumi.ComponentResource):
         etcd = [self._etcd(e, etcd_image, network, volumes[e.volume], certificates) for e in plan.etcd]
         target = self._target(passwords)
         worker_groups = {g: self._worker_group(g, target, certificates) for g in range(1, len(plan.groups))}
-        secrets_file = passwords_file(passwords)
-        pooler_auth = pulumi.Output.secret(pulumi.Output.all(
-            passwords.pooler, passwords.superuser, passwords.monitoring).apply(lambda pw: pooler_auth_file(*pw)))
+        secrets = member_secret_files(plan, passwords)
         members = [
-            self._member(m, node_image, network, volumes[m.volume], secrets_file, certificates,
+            self._member(m, node_image, network, volumes[m.volume], secrets.apply(lambda s, i=i: s[i]), certificates,
                          depends_on=[*etcd, *group_order(m.group, worker_groups)],
-                         backups=backups, repository_keys=supplied_passwords, pooler_auth=pooler_auth)
-            for m in plan.members
+                         backups=backups, repository_keys=supplied_passwords)
+            for i, m in enumerate(plan.members)
         ]
         haproxy = self._haproxy(haproxy_image, network, passwords.stats, certificates, depends_on=members)
-        provisioning = self._provisioning(target, migrations, certificates, depends_on=[*members, haproxy])
+        provisioning = self._provisioning(target, migrations, certificates, secrets, members,
+                                          depends_on=[*members, haproxy])
         self.outputs = self._outputs(passwords, node_image, provisioning, certificates)
         if plan.config.monitoring.enabled:
             self.outputs["prometheus_url"] = self._monitoring(build_dir, network, members, haproxy, passwords,
@@ -217,6 +211,7 @@ class CitusCluster(pulumi.ComponentResource):
         network: docker.Network,
         limits: Limits,
         depends_on: list[pulumi.Resource] | None = None,
+        ignore_changes: list[str] | None = None,
         **settings: Any,
     ) -> docker.Container:
         """What every container of the cluster shares: its name as hostname and network alias, the restart
@@ -229,9 +224,16 @@ class CitusCluster(pulumi.ComponentResource):
             restart=RESTART_POLICY,
             memory=limits.memory_mb,
             cpus=None if limits.cpus is None else str(limits.cpus),
-            opts=self._opts(depends_on=depends_on or []),
+            opts=self._opts(depends_on=depends_on or [], ignore_changes=ignore_changes),
             **settings,
         )
+
+    @staticmethod
+    def _secret_upload(path: str, content: pulumi.Output[str]) -> docker.ContainerUploadArgs:
+        """A file only the server user may read: 0600, owned by it (numeric: resolved in the image)."""
+        owner = FILE_OWNERS["node"]
+        return docker.ContainerUploadArgs(file=path, content=pulumi.Output.secret(content), owner=owner, group=owner,
+                                          permissions=SECRET_FILE_MODE)
 
     def _port(self, role: str, external: int) -> docker.ContainerPortArgs:
         return docker.ContainerPortArgs(
@@ -269,36 +271,33 @@ class CitusCluster(pulumi.ComponentResource):
         image: docker.Image,
         network: docker.Network,
         volume: docker.Volume,
-        secrets_file: pulumi.Output[str],
+        secrets: pulumi.Output[dict[str, str]],
         certificates: Certificates,
         depends_on: list[pulumi.Resource],
         backups: docker.Volume | None = None,
         repository_keys: dict[str, pulumi.Output[str]] | None = None,
-        pooler_auth: pulumi.Output[str] | None = None,
     ) -> docker.Container:
+        """The secret files are uploads for the container's creation only: their later changes (a rotation) are
+        ignored here, else pulumi-docker would replace the container, and provisioning delivers them into the
+        running member instead (cluster.provision.delivery)."""
         plan = self._plan
         mounts = [docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DOCKER_DATA_MOUNT)]
         if backups is not None:
             mounts.append(docker.ContainerVolumeArgs(volume_name=backups.name, container_path=plan.backup_dir))
         uploads = [
             docker.ContainerUploadArgs(file=f"{member.config_dir}/{CONFIG_FILE}", content=render_patroni(plan, member)),
-            docker.ContainerUploadArgs(
-                file=f"{member.config_dir}/{SECRETS_FILE}", content=secrets_file, owner=FILE_OWNERS["node"],
-                group=FILE_OWNERS["node"], permissions=SECRET_FILE_MODE,
-            ),
+            self._secret_upload(patroni_secrets_path(member), secrets.apply(lambda f: f["patroni_text"])),
         ]
+        delivered = [1]  # indices of the uploads provisioning delivers after creation
         if plan.config.backups.enabled:
             uploads.append(docker.ContainerUploadArgs(file=pgbackrest_config_path(member),
                                                       content=render_pgbackrest(plan, member)))
-        if member.pooler is not None and pooler_auth is not None:
+        if member.pooler is not None:
             # The image's entrypoint starts PgBouncer when its file is there (coordinator members only).
-            uploads += [
-                docker.ContainerUploadArgs(file=member.pooler.config_path, content=render_pgbouncer(plan, member)),
-                docker.ContainerUploadArgs(
-                    file=member.pooler.auth_file, content=pooler_auth, owner=FILE_OWNERS["node"],
-                    group=FILE_OWNERS["node"], permissions=SECRET_FILE_MODE,
-                ),
-            ]
+            uploads.append(docker.ContainerUploadArgs(file=member.pooler.config_path,
+                                                      content=render_pgbouncer(plan, member)))
+            delivered.append(len(uploads))
+            uploads.append(self._secret_upload(member.pooler.auth_file, secrets.apply(lambda f: f["pooler_text"])))
         uploads += self._tls_uploads(member.name, certificates, FILE_OWNERS["node"])
         keys = repository_keys or {}
         envs = [pulumi.Output.concat(f"{S3_KEY_ENV[key]}=", pulumi.Output.secret(keys[key]))
@@ -325,6 +324,7 @@ class CitusCluster(pulumi.ComponentResource):
                 retries=5,
                 start_period="60s",
             ),
+            ignore_changes=[f"uploads[{i}].content" for i in delivered],
             labels=[
                 docker.ContainerLabelArgs(label="citus-cluster.group", value=str(member.group)),
                 docker.ContainerLabelArgs(label="citus-cluster.role", value=member.role),
@@ -522,14 +522,21 @@ class CitusCluster(pulumi.ComponentResource):
         target: pulumi.Output[dict],
         migrations: list[Migration],
         certificates: Certificates,
+        secrets: pulumi.Output[list[dict[str, str]]],
+        members: list[docker.Container],
         depends_on: list[pulumi.Resource],
     ) -> Provisioning:
         """Health gate, registration, extensions, roles, schema and rebalance, after every container is up.
-        It dials verified TLS, so it gets the CA (written where the target's `ca_file` says, on this machine)."""
+        It dials verified TLS, so it gets the CA (written where the target's `ca_file` says, on this machine).
+        It also gets every member's secret files and container ID: when either changes (a rotation; a container
+        replaced, created with the files of its first creation) it delivers the files into the running members."""
+        containers = {m.name: c.id for m, c in zip(self._plan.members, members, strict=True)}
         return Provisioning(
             "provisioning",
-            {"target": target, "migrations": [m.to_dict() for m in migrations], "ca_cert": certificates.ca_cert},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, additional_secret_outputs=["target"]),
+            {"target": target, "migrations": [m.to_dict() for m in migrations], "ca_cert": certificates.ca_cert,
+             "secrets": secrets, "containers": containers},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on,
+                                        additional_secret_outputs=["target", "secrets"]),
         )
 
     def _outputs(
@@ -560,19 +567,13 @@ def backup_volume_name(plan: Plan) -> str:
     return f"{plan.config.name}-backups"
 
 
-def pooler_auth_file(pooler: str, superuser: str, monitoring: str) -> str:
-    """PgBouncer's auth file from the resolved passwords: the monitoring role's verifier only where it exists
-    (monitoring.enabled: the PgBouncer exporters log in as it)."""
-    return render_pgbouncer_auth(pooler, pooled_verifier(superuser, SUPERUSER, pooler),
-                                 pooled_verifier(monitoring, MONITORING_USER, pooler) if monitoring else None)
-
-
-def passwords_file(passwords: SecretPasswords) -> pulumi.Output[str]:
-    """Patroni's secrets file, rendered once from the resolved passwords (secret, as its inputs are)."""
+def member_secret_files(plan: Plan, passwords: SecretPasswords) -> pulumi.Output[list[dict[str, str]]]:
+    """Every member's secret files (cluster.render.secret_files), rendered once from the resolved passwords;
+    secret, as its inputs are."""
     names = Passwords.names()
-    return pulumi.Output.all(*(getattr(passwords, n) for n in names)).apply(
-        lambda values: render_patroni_secrets(Passwords(**dict(zip(names, values, strict=True))))
-    )
+    return pulumi.Output.secret(pulumi.Output.all(*(getattr(passwords, n) for n in names)).apply(
+        lambda values: [s.to_dict() for s in all_member_secrets(plan, Passwords(**dict(zip(names, values,
+                                                                                             strict=True))))]))
 
 
 def group_order(group: int, worker_groups: dict[int, WorkerGroup]) -> list[pulumi.Resource]:

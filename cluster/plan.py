@@ -91,6 +91,12 @@ class Pooler:
         """The auth_user's own credential only (every other role is looked up through auth_query)."""
         return f"{self.config_dir}/auth_user.txt"
 
+    @property
+    def pid_file(self) -> str:
+        """Written by whoever starts PgBouncer (the image's entrypoint, the harness), not by PgBouncer itself: a
+        restarted container would find PgBouncer's own file naming a PID now in use and refuse to start."""
+        return f"{self.config_dir}/pgbouncer.pid"
+
 
 @dataclass(frozen=True)
 class Member:

@@ -40,8 +40,6 @@ from cluster.local.certs import plaintext_dsn, pooler_without_tls, without_tls, 
 from cluster.local.processes import HarnessError, Proc
 from cluster.local.state import STATE_FILE, read_state, write_state
 from cluster.plan import (
-    MONITORING_USER,
-    REPLICATION_USER,
     RESTAPI_USER,
     STATS_USER,
     SUPERUSER,
@@ -54,25 +52,22 @@ from cluster.plan import (
     PortBook,
     build_plan,
 )
-from cluster.provision import ProvisionResult, provision
+from cluster.provision import ProvisionResult, delivery, provision
 from cluster.provision.migrations import Migration
 from cluster.provision.rest import post_json, rest_json, rest_send, tls_context
 from cluster.provision.rest import role as member_role
 from cluster.provision.roles import ensure_pooler_auth
-from cluster.provision.scram import pooled_verifier
 from cluster.provision.target import ClusterTarget, target_from_plan
 from cluster.render import (
-    SECRETS_FILE,
     etcd_command,
     exporter,
     pgbackrest,
     pgbouncer_exporter,
     render_files,
-    render_patroni_secrets,
-    render_pgbouncer_auth,
 )
 from cluster.render.haproxy import haproxy_command, render_haproxy_secrets
-from cluster.render.patroni import DCS_NAMESPACE, PGPASS_FILE
+from cluster.render.patroni import DCS_NAMESPACE, pid_path
+from cluster.render.secret_files import all_member_secrets
 from cluster.secrets import Passwords
 from cluster.tls import TlsPaths
 
@@ -382,66 +377,40 @@ class Harness:
         processes.give_to_server_user(self.base_dir)
 
     def _write_secrets(self) -> None:
-        """Patroni's credentials file and the exporter's password file of every member: created 0600 (never
-        readable by others, not even for a moment) and owned by the server user, as the containers get them."""
-        text = render_patroni_secrets(self.passwords)
+        """Every member's secret files (cluster.render.secret_files: Patroni's, PgBouncer's auth file), created
+        0600 (never readable by others, not even for a moment) and owned by the server user, as the containers get
+        them; then the harness's own."""
+        for s in all_member_secrets(self.plan, self.passwords):
+            _write_private(Path(s.patroni_file), s.patroni_text)
+            if s.pooler_file:
+                _write_private(Path(s.pooler_file), s.pooler_text)
+        self._write_side_secrets()
+
+    def _write_side_secrets(self) -> None:
+        """The files only the harness writes, also after a rotation: the exporters' and HAProxy's."""
         for member in self.plan.members:
-            _write_private(Path(member.config_dir) / SECRETS_FILE, text)
             _write_private(Path(exporter.exporter_dir(self.plan, member)) / exporter.PASSWORD_FILE,
                            self.passwords.monitoring)
             if member.pooler is not None:  # read by libpq at every login: a rotation needs no restart
                 _write_private(Path(pgbouncer_exporter.pgbouncer_exporter_dir(self.plan, member))
                                / pgbouncer_exporter.PGPASS_FILE, pgbouncer_exporter.render_pgpass(
                                    self.passwords.monitoring))
-        self._write_pooler_auth()
         _write_private(Path(self.plan.balancer.secrets_path), render_haproxy_secrets(self.passwords.stats))
-
-    def _write_pooler_auth(self) -> None:
-        """PgBouncer's auth file of every coordinator member: the auth_user's own password and the superuser's and
-        monitoring role's verifiers, 0600, server user's."""
-        p = self.passwords
-        for member in self.plan.members:
-            if member.pooler is not None:
-                text = render_pgbouncer_auth(p.pooler, pooled_verifier(p.superuser, SUPERUSER, p.pooler),
-                                             pooled_verifier(p.monitoring, MONITORING_USER, p.pooler))
-                _write_private(Path(member.pooler.auth_file), text)
 
     def rotate_passwords(self, new: Passwords[str], files: list[Migration]) -> ProvisionResult:
         """Change credentials on the running cluster as `make up` does after the config changed, with no restart:
-        provisioning sets the roles (logging in with the old superuser password, sending SCRAM verifiers) and
-        pg_dist_authinfo; then every member's secrets file is rewritten and Patroni reloaded (authenticated with
-        the REST password it still has).
+        cluster.provision.delivery.rotate, the very code the Docker stack's provisioning runs (the new member
+        files written through PostgreSQL, PgBouncer and Patroni reloaded, the roles set in between, logging in
+        with the old superuser password, sending SCRAM verifiers). It returns once every replica's pgpass holds
+        the new replication password, so a reconnect right after the rotation cannot still find the old one.
 
-        After the reload each replica's Patroni sees on its next HA loop that its pgpass no longer matches the
-        replication credentials, rewrites it and reloads PostgreSQL (primary_conninfo itself, which names only
-        the passfile, is unchanged, so the WAL receiver keeps its session). A WAL receiver reads the pgpass when
-        it connects: every later reconnect logs in with the new password. This returns once every replica's
-        pgpass holds it, so a reconnect right after the rotation cannot still find the old one. A changed stats
-        password reloads HAProxy (reload_haproxy): no session through it is cut."""
+        What only the harness has on the side: the exporters' password files (an exporter reads its file once,
+        at start: restarted) and HAProxy's stats file (reload_haproxy: no session through it is cut)."""
         old, self.passwords = self.passwords, new
         target = replace(self.target, rest_password=old.rest_api)
-        # PgBouncer's auth_user first, straight on the coordinator leader, and PgBouncer told at once (it rereads
-        # its auth file on SIGHUP): provisioning then logs in through the read-write port, i.e. through PgBouncer.
-        # (It sets the superuser's new password on every group too, as the verifier PgBouncer's file lists.)
-        changed = ensure_pooler_auth(target, [old.superuser])
-        self._write_pooler_auth()
-        self.reload_poolers()
-        result = provision(target, files, previous_superuser_passwords=[old.superuser])
-        result.passwords_changed = changed + result.passwords_changed
-        self._write_secrets()
-        for member in self.plan.members:
-            rest_send(f"{self.patroni_url(member.name)}/reload", {}, (RESTAPI_USER, old.rest_api),
-                      ca_file=self.ca_file)
-        for member in self.plan.members:  # Patroni reloads on its next loop; until then it takes the old password
-            url = self.patroni_url(member.name)
-            self._wait(member.name, lambda url=url: _reloads_with(url, new.rest_api, self.ca_file), 30,
-                       "Patroni to take the new REST API password")
-        for member in self.plan.members:
-            if self.role_of(member.name) == "primary":
-                continue  # a leader's pgpass is rewritten when it next follows someone
-            pgpass = Path(member.config_dir) / PGPASS_FILE
-            self._wait(member.name, lambda pgpass=pgpass: _pgpass_holds(pgpass, REPLICATION_USER, new.replication),
-                       30, "Patroni to write the new replication password into its pgpass")
+        result = delivery.rotate(self.target, all_member_secrets(self.plan, new), [old.superuser],
+                                 lambda: provision(target, files, previous_superuser_passwords=[old.superuser]))
+        self._write_side_secrets()
         if new.stats != old.stats:
             self.reload_haproxy(old.stats)
         if new.monitoring != old.monitoring:  # the exporter reads its password file once, at start
@@ -631,13 +600,6 @@ class Harness:
         processes.raise_open_files()
         proc = self._proc(member.name, [binary, member.pooler.config_path])  # in the member's namespace
         self._spawn(replace(proc, name=pooler_name(member), log=self._log(pooler_name(member))))
-
-    def reload_poolers(self) -> None:
-        """SIGHUP every running PgBouncer: it rereads its file and its auth file."""
-        for m in self.plan.coordinators:
-            proc = self.procs.get(pooler_name(m))
-            if proc is not None and proc.alive():
-                processes.signal_group(proc.pid, signal.SIGHUP)
 
     def pooler_dsn(self, name: str, user: str | None = None, password: str | None = None) -> str:
         """A DSN straight to member `name`'s PgBouncer (no HAProxy), as the superuser unless told otherwise."""
@@ -885,7 +847,17 @@ class Harness:
         Path(proc.log).touch()
         processes.give_to_server_user(Path(proc.log))
         self.procs[proc.name] = processes.start(proc, env=env, cwd=str(self.base_dir))
+        pid_file = self._pid_files().get(proc.name)
+        if pid_file is not None:  # the wrappers exec in place: the PID is the server's own
+            _write_private(Path(pid_file), f"{self.procs[proc.name].pid}\n")
         self.save()
+
+    def _pid_files(self) -> dict[str, str]:
+        """Where a rotation finds the PID of each Patroni and PgBouncer to signal (as the image's entrypoint
+        writes them in a container)."""
+        files = {m.name: pid_path(m) for m in self.plan.members}
+        files |= {pooler_name(m): m.pooler.pid_file for m in self.plan.coordinators if m.pooler is not None}
+        return files
 
     def _stop_proc(self, name: str) -> None:
         self._stop_procs([name])
@@ -940,17 +912,6 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def _reloads_with(url: str, password: str, ca_file: str) -> bool:
-    """True once Patroni accepts `password` on an unsafe endpoint (a reload changes nothing by itself)."""
-    try:
-        rest_send(f"{url}/reload", {}, (RESTAPI_USER, password), ca_file=ca_file)
-        return True
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            return False
-        raise
-
-
 def stats_status(url: str, password: str, ca_file: str) -> int:
     """The HTTP status HAProxy's stats page answers to `password` (401: refused)."""
     request = urllib.request.Request(url)
@@ -962,13 +923,6 @@ def stats_status(url: str, password: str, ca_file: str) -> int:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def _pgpass_holds(path: Path, user: str, password: str) -> bool:
-    """True when every line of Patroni's pgpass for `user` carries `password` (escaped as Patroni writes it)."""
-    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
-    lines = [line for line in path.read_text().splitlines() if f":{user}:" in line]
-    return bool(lines) and all(line.endswith(f":{user}:{escaped}") for line in lines)
 
 
 def _listens(address: tuple[str, int]) -> bool:

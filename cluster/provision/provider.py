@@ -7,6 +7,7 @@ connected inside each call.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pulumi import Alias, Output, ResourceOptions
@@ -37,6 +38,20 @@ def _checksums(props: dict[str, Any]) -> dict[str, str]:
     return {m["name"]: m["checksum"] for m in props.get("migrations", [])}
 
 
+def _delivery_due(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+    """The members' secret files changed (a rotation), or a container was replaced (created with the files of its
+    first creation, the stack ignoring their later changes): provisioning delivers them into the running members.
+    A member that is new has its files from its creation; one that left needs none."""
+    old_containers, new_containers = olds.get("containers") or {}, news.get("containers") or {}
+    kept = set(old_containers) & set(new_containers)
+    replaced = any(old_containers[m] != new_containers[m] for m in kept)
+    return replaced or _secrets_of(olds, kept) != _secrets_of(news, kept)
+
+
+def _secrets_of(props: dict[str, Any], members: set[str]) -> list[dict[str, str]]:
+    return sorted((s for s in props.get("secrets") or [] if s["member"] in members), key=lambda s: s["member"])
+
+
 class ProvisioningProvider(ResourceProvider):
     """Health gate, Citus registration, extensions and roles, schema, rebalance: on create and update."""
 
@@ -55,6 +70,8 @@ class ProvisioningProvider(ResourceProvider):
             changed.append("target")
         if _checksums(olds) != _checksums(news):
             changed.append("migrations")
+        if _delivery_due(olds, news):
+            changed.append("secrets")
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -66,8 +83,22 @@ class ProvisioningProvider(ResourceProvider):
             # Shards leave before the members do: Pulumi deletes the removed containers after this update.
             drain(_target(olds), leaving)
         arriving = bool(_groups(news) - _groups(olds))
-        previous = [_target(olds).superuser_password]  # the password to log in with while rotating it
-        result = provision(target, _migrations(news), rebalance=arriving, previous_superuser_passwords=previous)
+        before = _target(olds)
+        previous = [before.superuser_password]  # the password to log in with while rotating it
+
+        def provision_step():  # type: ignore[no-untyped-def]
+            # Patroni still takes the REST password it had until the delivered file is reloaded.
+            during = replace(target, rest_password=before.rest_password)
+            return provision(during, _migrations(news), rebalance=arriving, previous_superuser_passwords=previous)
+
+        if _delivery_due(olds, news):
+            from cluster.provision import delivery
+            from cluster.render.secret_files import MemberSecrets
+
+            secrets = [MemberSecrets.from_dict(s) for s in news["secrets"]]
+            result = delivery.rotate(target, secrets, previous, provision_step)
+        else:
+            result = provision(target, _migrations(news), rebalance=arriving, previous_superuser_passwords=previous)
         return UpdateResult(outs={**news, **result.outputs()})
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:

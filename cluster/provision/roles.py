@@ -326,7 +326,7 @@ def _leader_session(target: ClusterTarget, group: int, passwords: Sequence[str],
         try:
             if leader is not None:
                 dsn = leader.dsn if database is None else _with_database(leader.dsn, database)
-                return leader, _login(dsn, passwords)
+                return leader, login(dsn, passwords)
             problem = f"group {group} has no leader"
         except psycopg.OperationalError as exc:
             if refused_login(exc):
@@ -392,7 +392,7 @@ def _with_database(dsn: str, database: str) -> str:
     return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
 
 
-def _login(dsn: str, passwords: Sequence[str]) -> psycopg.Connection:
+def login(dsn: str, passwords: Sequence[str]) -> psycopg.Connection:
     """A superuser session with the first of `passwords` the server accepts."""
     for password in passwords:
         try:

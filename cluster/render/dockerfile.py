@@ -23,17 +23,22 @@ from cluster.plan import (
     PROMETHEUS_DATA_MOUNT,
     Plan,
 )
+from cluster.render.patroni import PID_FILE as PATRONI_PID_FILE
 from cluster.render.pgbackrest import DOCKER_LOG_DIR
 
 CITUS_IMAGE = "citusdata/citus"
 PGBOUNCER = "/usr/sbin/pgbouncer"
 POOLER_CONFIG = f"{POOLER_CONFIG_DIR}/{POOLER_CONFIG_NAME}"  # the DockerLayout's Pooler.config_path
+POOLER_PID_FILE = f"{POOLER_CONFIG_DIR}/pgbouncer.pid"  # its Pooler.pid_file (the rotation's SIGHUP reads it)
 
 
 def entrypoint() -> list[str]:
     """The container's command: PgBouncer (restarted if it dies) when the member has its file (coordinator
-    members with pooling.enabled), then Patroni as PID 1 (it reaps orphans and takes the stop signal)."""
-    script = (f"if [ -f {POOLER_CONFIG} ]; then (while true; do {PGBOUNCER} {POOLER_CONFIG}; sleep 1; done) & fi; "
+    members with pooling.enabled), then Patroni as PID 1 (it reaps orphans and takes the stop signal). Each one's
+    PID goes to its pid file (the shell's own becomes Patroni's by exec): a rotation signals them to reload."""
+    script = (f"if [ -f {POOLER_CONFIG} ]; then (while true; do {PGBOUNCER} {POOLER_CONFIG} & "
+              f"echo $! > {POOLER_PID_FILE}; wait $!; sleep 1; done) & fi; "
+              f"echo $$ > {PATRONI_CONFIG_DIR}/{PATRONI_PID_FILE}; "
               f"exec {PATRONI_VENV}/bin/patroni {PATRONI_CONFIG_DIR}")
     return ["/bin/sh", "-c", script]
 

@@ -20,6 +20,7 @@ from cluster.tuning import derived_parameters
 CONFIG_FILE = "10-patroni.yml"
 SECRETS_FILE = "90-secrets.yml"
 DCS_NAMESPACE = "/service/"  # where every Patroni keeps its keys in etcd: <namespace><scope>/<group>/...
+PID_FILE = "patroni.pid"  # written by whoever starts Patroni (entrypoint, harness): a rotation's SIGHUP reads it
 PGPASS_FILE = "pgpass"  # written by Patroni (replication and rewind credentials) in the member's config dir
 
 # Failover timings (seconds). Patroni refuses ttl < 20. A leader cut off from etcd must demote before its lease
@@ -105,7 +106,7 @@ def patroni_config(plan: Plan, member: Member) -> dict[str, Any]:
             "connect_address": member.postgres.address,
             "data_dir": member.data_dir,
             "bin_dir": plan.bin_dir,
-            "pgpass": f"{member.config_dir}/{PGPASS_FILE}",
+            "pgpass": pgpass_path(member),
             # A new replica copies its leader at once instead of waiting for a spread checkpoint (minutes).
             "basebackup": [{"checkpoint": "fast"}],
             # Replication, pg_rewind and Patroni's own connections verify the other end like any client.
@@ -232,6 +233,15 @@ def render_patroni(plan: Plan, member: Member) -> str:
     return f"# Patroni settings of {member.name} (credentials live in {SECRETS_FILE}).\n" + to_yaml(
         patroni_config(plan, member)
     )
+
+
+def pgpass_path(member: Member) -> str:
+    """Where Patroni writes the replication and rewind credentials it connects with (from the secrets file)."""
+    return f"{member.config_dir}/{PGPASS_FILE}"
+
+
+def pid_path(member: Member) -> str:
+    return f"{member.config_dir}/{PID_FILE}"
 
 
 def render_patroni_secrets(passwords: Passwords[str]) -> str:

@@ -7,6 +7,7 @@ One harness for the module (it is changed by the tests in order: provisioned, th
 from __future__ import annotations
 
 import base64
+import os
 import time
 import urllib.error
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 
 from benchmarks import workload
+from cluster.local import processes
 from cluster.local.harness import Harness, stats_status
 from cluster.plan import REPLICATION_USER, RESTAPI_USER, SUPERUSER
 from cluster.provision import citus as citus_sql
@@ -28,6 +30,7 @@ from cluster.provision.rest import rest_send
 from cluster.provision.roles import with_password
 from cluster.provision.scram import scram_verifier
 from cluster.render.haproxy import METRICS_PATH
+from cluster.render.secret_files import all_member_secrets
 from cluster.secrets import Passwords
 from tests.integration.conftest import SQL_DIR, start_harness
 
@@ -186,6 +189,7 @@ def test_rotating_every_database_password_on_a_running_cluster(cluster: Harness)
         assert conn.execute(f"SELECT count(*) FROM {workload.TABLE}").fetchone()[0] > 0
     _assert_replication_role_rotated(cluster, old.replication, new.replication)
     _assert_rest_api_rotated(cluster, old.rest_api, new.rest_api)
+    _assert_delivered_files_are_private(cluster, new)
     _assert_worker_failover_keeps_pg_dist_node(cluster)
     _assert_no_password_in_logs(cluster, [*old.as_dict().values(), *new.as_dict().values()])
 
@@ -232,6 +236,20 @@ def test_stats_password_rotation_reloads_haproxy_without_cutting_a_session(clust
     assert stats_status(url.rstrip("/") + METRICS_PATH, old.stats, ca) == 401
     mode = Path(cluster.plan.balancer.secrets_path).stat().st_mode & 0o777
     assert mode == 0o600, oct(mode)
+
+
+def _assert_delivered_files_are_private(cluster: Harness, new: Passwords[str]) -> None:
+    """The files the rotation wrote through PostgreSQL (as the Docker stack's provisioning does) hold the new
+    passwords and are the server user's, 0600, as PostgreSQL creates files."""
+    user = processes.server_user()
+    server = os.getuid() if user is None else user.pw_uid
+    for s in all_member_secrets(cluster.plan, new):
+        for path, text in ((s.patroni_file, s.patroni_text), (s.pooler_file, s.pooler_text)):
+            if not path:
+                continue
+            info = os.stat(path)
+            assert (oct(info.st_mode & 0o777), info.st_uid) == (oct(0o600), server), path
+            assert Path(path).read_text() == text, path
 
 
 def _set_system(cluster: Harness, member: str, setting: str, value: str | None) -> None:

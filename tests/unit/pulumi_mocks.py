@@ -26,6 +26,7 @@ class Registration:
     retain_on_delete: bool
     provider: str
     alias_types: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 class EchoMocks(pulumi.runtime.Mocks):
@@ -67,6 +68,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     retain_on_delete=request.retainOnDelete,
                     provider=request.provider,
                     alias_types=[a.spec.type for a in request.aliases if a.HasField("spec")],
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response

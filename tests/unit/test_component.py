@@ -9,7 +9,7 @@ import pytest
 
 from cluster.config import load_config
 from cluster.plan import build_plan
-from cluster.render import image_spec, render_patroni, render_pgbackrest
+from cluster.render import SECRETS_FILE, image_spec, render_patroni, render_pgbackrest
 from tests.unit.pulumi_mocks import Deployment, deploy
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -140,8 +140,9 @@ def test_passwords_appear_in_inputs_only_as_secrets(tmp_path: Path) -> None:
             carriers += is_secret(value) and key != "__provider"  # Pulumi keeps dynamic providers secret
     # 8 members carry the secrets file and their TLS key, HAProxy its stats-password file and TLS key (in its
     # uploads; nothing in its environment), the 3 etcd members their TLS key, the 4 dynamic resources
-    # (provisioning + 3 worker groups) the DSNs they connect with.
-    assert carriers == 8 + 1 + 3 + 4
+    # (provisioning + 3 worker groups) the DSNs they connect with, and provisioning the members' secret files it
+    # delivers on a rotation.
+    assert carriers == 8 + 1 + 3 + 4 + 1
     haproxy = d.named("citus-haproxy").inputs
     assert is_secret(haproxy["uploads"]) and not haproxy.get("envs")
 
@@ -161,6 +162,25 @@ def test_supplied_secret_password_is_used_and_not_generated(tmp_path: Path) -> N
     assert "superuserPassword" not in {r.name for r in d.of_type("RandomPassword")}
     assert "postgres:s3cr3t%2Fpw-long-enough@" in d.outputs["admin_dsn"]
     assert "admin_dsn" in d.secret_outputs
+
+
+def test_members_ignore_later_changes_to_exactly_their_secret_files(dev: Deployment) -> None:
+    """A rotation must not replace the containers (every PostgreSQL would restart): the stack ignores changes to
+    the content of the secret uploads, and provisioning delivers them (it gets the files and container IDs)."""
+    secret_files = {SECRETS_FILE, "auth_user.txt"}
+    members = [c for c in dev.of_type("Container") if "-coordinator-" in c.name or "-worker" in c.name]
+    members = [c for c in members if not c.name.endswith("exporter")]
+    assert len(members) == 8
+    for container in members:
+        uploads = container.inputs["uploads"]["value"]
+        ignored = {int(path.split("[")[1].split("]")[0]) for path in container.ignore_changes}
+        assert all(path.endswith("].content") for path in container.ignore_changes)
+        assert {uploads[i]["file"].rsplit("/", 1)[1] for i in ignored} <= secret_files, container.name
+        expected = 2 if "-coordinator-" in container.name else 1
+        assert len(ignored) == expected, container.name
+    provisioning = dev.named("provisioning").inputs
+    assert is_secret(provisioning["secrets"])
+    assert set(provisioning["containers"]) == {c.name for c in members}
 
 
 def test_haproxy_depends_on_every_database_member(dev: Deployment) -> None:

@@ -170,6 +170,9 @@ def test_the_image_installs_pgbouncer_and_starts_it_only_where_its_file_is() -> 
     assert (shell, flag) == ("/bin/sh", "-c")
     assert script.startswith("if [ -f /etc/pgbouncer/pgbouncer.ini ]; then (while true; do /usr/sbin/pgbouncer")
     assert script.endswith("exec /opt/patroni/bin/patroni /etc/patroni")
+    # The paths the plan gives Docker members: the rotation's SIGHUP reads the PID the loop writes for each start.
+    pooler = plan_for().coordinators[0].pooler
+    assert f"/usr/sbin/pgbouncer {pooler.config_path} & echo $! > {pooler.pid_file}; wait $!;" in script
     assert '"/bin/sh", "-c"' in dockerfile
 
 

@@ -6,8 +6,11 @@ import dill
 
 from cluster.config import load_config
 from cluster.plan import build_plan
-from cluster.provision.provider import ProvisioningProvider, WorkerGroupProvider
+from cluster.provision.provider import ProvisioningProvider, WorkerGroupProvider, _delivery_due
 from cluster.provision.target import ClusterTarget, target_from_plan
+from cluster.render.dockerfile import entrypoint
+from cluster.render.secret_files import MemberSecrets, all_member_secrets, member_secrets
+from cluster.secrets import Passwords
 
 
 def props(groups: int, migrations: dict[str, str] | None = None, cell_degrees: float = 0.04,
@@ -77,3 +80,45 @@ def test_target_round_trips_and_hides_secrets_from_repr() -> None:
     assert (worker.host, worker.port) == ("citus-worker2-0", 5432)  # what Citus registers, in-cluster
     assert worker.dsn.endswith(f"@127.0.0.1:15436/citus{tls}")  # what provisioning dials, published, verified
     assert target.worker_groups == [1, 2, 3]
+
+
+def with_delivery(base: dict, stats: str = "stats", containers: dict[str, str] | None = None,
+                  groups: int = 3) -> dict:
+    """`base` plus what the stack adds for delivery: every member's secret files and its container's ID."""
+    plan = build_plan(load_config({"workers": {"groups": groups}}).config)
+    passwords = Passwords(**{name: f"{name}-pw" for name in Passwords.names()} | {"stats": stats})
+    secrets = [s.to_dict() for s in all_member_secrets(plan, passwords)]
+    ids = {m.name: f"id-{m.name}" for m in plan.members} | (containers or {})
+    return {**base, "secrets": secrets, "containers": ids}
+
+
+def test_delivery_is_due_for_changed_files_and_replaced_containers_only() -> None:
+    provider = ProvisioningProvider()
+    base = with_delivery(props(3))
+    assert not provider.diff("id", base, with_delivery(props(3))).changes
+    rotated = {**base, "secrets": [{**s, "patroni_text": s["patroni_text"] + "# rotated\n"} for s in base["secrets"]]}
+    assert provider.diff("id", base, rotated).changes
+    assert _delivery_due(base, rotated)
+    replaced = with_delivery(props(3), containers={"citus-worker1-1": "id-new"})
+    assert provider.diff("id", base, replaced).changes and _delivery_due(base, replaced)
+    # The stats password is not in a member's files: nothing to deliver (HAProxy is the stack's to replace).
+    assert not _delivery_due(base, with_delivery(props(3), stats="other"))
+    # A group that arrives brings members created with their files: nothing to deliver for them.
+    assert not _delivery_due(base, with_delivery(props(4), groups=4))
+    # A stack from before delivery existed recorded no containers: its members have the files they were created
+    # with, which were the configured ones (nothing was ignored then).
+    assert _delivery_due(props(3), base) is False and _delivery_due({**base, "containers": {}}, base) is False
+
+
+def test_member_secrets_round_trip_and_name_the_files_the_entrypoint_writes() -> None:
+    plan = build_plan(load_config({}).config)
+    passwords = Passwords(**{name: f"{name}-pw" for name in Passwords.names()})
+    for s in all_member_secrets(plan, passwords):
+        assert MemberSecrets.from_dict(s.to_dict()) == s
+    coordinator = member_secrets(plan, plan.coordinators[0], passwords)
+    assert coordinator.pooler_file and coordinator.pooler_pid_file and "pooler-pw" in coordinator.pooler_text
+    worker = member_secrets(plan, plan.groups[1][0], passwords)
+    assert (worker.pooler_file, worker.pooler_text, worker.pooler_pid_file) == ("", "", "")
+    script = entrypoint()[2]
+    assert f"echo $$ > {coordinator.patroni_pid_file}; exec " in script
+    assert f"echo $! > {coordinator.pooler_pid_file};" in script
