@@ -59,12 +59,14 @@ def rotate(target: ClusterTarget, secrets: Sequence[MemberSecrets], previous_sup
         with _session(by_name[s.member], passwords) as conn:
             write_file(conn, s.patroni_file, s.patroni_text)
             signal_reload(conn, s.member, "Patroni", s.patroni_pid_file)
+    for s in secrets:  # a hand-made target may know neither the REST nor the replication password: no proof then
+        member = by_name[s.member]
+        if target.rest_password:
+            _wait(member.name, lambda m=member: _takes_rest_password(m, target),
+                  "Patroni to take the new REST password")
     for s in secrets:
         member = by_name[s.member]
-        _wait(member.name, lambda m=member: _takes_rest_password(m, target), "Patroni to take the new REST password")
-    for s in secrets:
-        member = by_name[s.member]
-        if _role(member, target) == "primary":
+        if not target.replication_password or _role(member, target) == "primary":
             continue  # a leader's pgpass is rewritten when it next follows someone
         _wait(member.name, lambda m=member, s=s: pgpass_holds(read_file(m, passwords, s.pgpass_file),
                                                                REPLICATION_USER, target.replication_password),

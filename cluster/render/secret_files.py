@@ -4,7 +4,7 @@ when they are created, what the harness writes, and what a rotation delivers int
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from cluster.plan import MONITORING_USER, SUPERUSER, Member, Plan
 from cluster.provision.scram import pooled_verifier
@@ -27,7 +27,7 @@ class MemberSecrets:
     pooler_pid_file: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return dict(self.__dict__)
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> MemberSecrets:
