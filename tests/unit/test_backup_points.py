@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cluster.backup import BackupInfo, RestorePoint
-from cluster.backup.restore import require_point_on_every_group, resolve_point
+from cluster.backup.points import resolve_point
+from cluster.backup.restore import require_point_on_every_group
 from cluster.backup.runner import BackupError
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
