@@ -149,7 +149,7 @@ def settle_point(records: PointRecords, name: str | None, at: datetime | None) -
     if records.coordinator is None:
         records.notes.append(f"the coordinator could not be read ({records.coordinator_error}): the restore "
                              "point was resolved from the repository alone (recorded on every group)")
-        return resolve_point(complete, name, at, " recorded on every group's repository")
+        return resolve_point(complete, name, at, " in every group's repository")
     try:
         from_table = resolve_point(records.coordinator, name, at)
     except BackupError:
