@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from cluster.backup.points import PointRecords, RestorePoint, annotation, points_of_backup
+from cluster.backup.points import ANNOTATION_PREFIX, PointRecords, RestorePoint, annotation, points_of_backup
 from cluster.backup.runner import BackupError, Runner
 from cluster.plan import Member, Plan
 from cluster.provision.health import check
@@ -77,6 +77,7 @@ class BackupInfo:
     stopped: datetime
     size: int  # database size
     repo_size: int  # what the repository holds for it (compressed; a differential only its changes)
+    points: tuple[RestorePoint, ...] = ()  # the restore points recorded on it (its annotations)
 
     def summary(self) -> dict[str, Any]:
         return {"group": self.group, "label": self.label, "type": self.kind, "started": self.started.isoformat(),
@@ -229,13 +230,45 @@ def read_repository(scope: BackupScope) -> tuple[dict[int, list[BackupInfo]], di
     restore needs it); its JSON carries each backup's annotations."""
     backups: dict[int, list[BackupInfo]] = {}
     points: dict[int, list[RestorePoint]] = {}
-    for group, members in enumerate(scope.plan.groups):
-        info = json.loads(scope.pgbackrest(members[0], "--output=json", "info", timeout=60) or "[]")
-        raw = [b for stanza in info for b in stanza.get("backup", [])]
-        backups[group] = [_backup_info(group, b) for b in raw]
-        points[group] = sorted({p for b in raw for p in points_of_backup(b.get("annotation"))},
-                               key=lambda p: (p.created_at, p.name))
+    for group in range(len(scope.plan.groups)):
+        info = json.loads(_repository_info(scope, group) or "[]")
+        backups[group] = [_backup_info(group, b) for stanza in info for b in stanza.get("backup", [])]
+        points[group] = sorted({p for b in backups[group] for p in b.points}, key=lambda p: (p.created_at, p.name))
     return backups, points
+
+
+def mark_left_behind(scope: BackupScope, point: RestorePoint) -> list[str]:
+    """After an in-place restore to `point`: every point the repository records after it lies on the timeline
+    the restore left, and recovery (which follows the newest timeline) can never reach it again. Its record
+    is renamed to left-restore-point:NAME (kept for a person, ignored by restores), so a later restore that
+    has only the repository to go by (the coordinator lost) cannot pick it. Returns the names marked."""
+    marked = set()
+    for group, infos in list_backups(scope).items():
+        member = scope.plan.groups[group][0]
+        for info in infos:
+            later = [p for p in info.points if p.created_at > point.created_at]
+            if later:
+                scope.pgbackrest(member, f"--set={info.label}",
+                                 *(f"--annotation={ANNOTATION_PREFIX}{p.name}=" for p in later),
+                                 *(f"--annotation=left-{annotation(p)}" for p in later), "annotate", timeout=60)
+                marked |= {p.name for p in later}
+    return sorted(marked)
+
+
+def _repository_info(scope: BackupScope, group: int) -> str:
+    """`info --output=json` of group `group`'s stanza, run where a member's config is: the group's own members
+    first, then any other (the repository settings are global, so another group's config reads this stanza
+    too): in a Docker stack a lost group's containers are gone with it."""
+    own = scope.plan.groups[group]
+    errors = []
+    for member in [*own, *(m for m in scope.plan.members if m.group != group)]:
+        argv = [pgbackrest.BINARY, f"--config={pgbackrest.config_path(member)}",
+                f"--stanza={pgbackrest.stanza(scope.plan, group)}", "--output=json", "info"]
+        try:
+            return scope.runner.run(member, argv, 60)
+        except BackupError as exc:
+            errors.append(str(exc))
+    raise BackupError(f"the repository of group {group} could not be read from any member:\n" + "\n".join(errors))
 
 
 def point_records(scope: BackupScope, repository: dict[int, list[RestorePoint]] | None = None) -> PointRecords:
@@ -260,6 +293,7 @@ def _backup_info(group: int, raw: dict[str, Any]) -> BackupInfo:
         stopped=datetime.fromtimestamp(stamp["stop"], UTC),
         size=int(raw["info"]["size"]),
         repo_size=int(raw["info"]["repository"]["delta"]),
+        points=tuple(points_of_backup(raw.get("annotation"))),
     )
 
 

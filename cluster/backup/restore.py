@@ -37,7 +37,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cluster.backup import BackupInfo, BackupScope, RestorePoint, base_backup, point_records, read_repository
+from cluster.backup import (
+    BackupInfo,
+    BackupScope,
+    RestorePoint,
+    base_backup,
+    mark_left_behind,
+    point_records,
+    read_repository,
+)
 from cluster.backup.points import settle_point
 from cluster.backup.runner import BackupError, LocalRunner
 from cluster.errors import ClusterError
@@ -175,6 +183,7 @@ def restore_in_place(harness_dir: Path, point: str | None = None, at: datetime |
                  "from the repository", stamp)
         harness.start_members(timeout)
         report = settle(harness, choice, started)
+        _mark_left_behind(harness, choice.point, report)
     except (ClusterError, OSError) as exc:
         kept = "; ".join(f"{n}: {p}" for n, p in aside.items())
         raise BackupError(f"in-place restore of {harness_dir} to {choice.point.name!r} failed: {exc}\nNothing "
@@ -184,6 +193,22 @@ def restore_in_place(harness_dir: Path, point: str | None = None, at: datetime |
                           "data directory.") from exc
     report.moved_aside = aside
     return report
+
+
+def _mark_left_behind(harness: Harness, point: RestorePoint, report: RestoreReport) -> None:
+    """The points after `point` are on the timeline the restore left: marked so in the repository (see
+    mark_left_behind); a failure to mark them is reported, the restore itself stands."""
+    scope = BackupScope(harness.plan, harness.target, LocalRunner(str(harness.base_dir)))
+    try:
+        left = mark_left_behind(scope, point)
+    except BackupError as exc:
+        report.problems.append(f"the restore points after {point.name!r} could not be marked as left behind in "
+                               f"the repository ({exc}); a restore with the coordinator lost could pick one and "
+                               "fail in recovery: restore to points at or before this one until it is fixed")
+        return
+    if left:
+        report.notes.append(f"restore points after {point.name!r} are on the timeline this restore left and can "
+                            f"no longer be reached; marked left-restore-point in the repository: {', '.join(left)}")
 
 
 def in_place_plan(harness: Harness, choice: RestoreChoice, aside: dict[str, str]) -> str:

@@ -249,6 +249,9 @@ def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(
     assert not set(report["backup_sets"].values()) & {b.label for b in later.backups}
     assert "inplace_after" not in report["row_counts"]
     assert report["row_counts"]["rehearsal_accounts"] == ACCOUNTS
+    # the point made after it lies on the timeline the restore left: no longer offered by the repository
+    assert any("inplace-later" in n and "left-restore-point" in n for n in report["notes"]), report.get("notes")
+    assert "inplace-later" not in {p.name for points in read_repository(scope)[1].values() for p in points}
 
     assert checksums(h.dsn()) == expected  # row for row, shard by shard
     assert sorted(report["moved_aside"]) == sorted(members)
@@ -351,7 +354,8 @@ def test_in_place_restore_with_the_coordinator_group_lost_finds_the_point_in_the
     assert main(["backup", "list", *where, "--json"]) == 0  # the coordinator's table is back, and agrees
     listed = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in listed["restore_points"]][-2:] == ["lostcoord-base", point.name]
-    assert not any(d.startswith(f"{point.name}:") for d in listed["disagreements"])
+    assert listed["disagreements"] == "none"  # the partial point lies after it: marked left behind
+    assert any("lostcoord-partial" in n for n in report["notes"])
 
 
 def wait_archive(h: Harness, member: str, failing: bool, timeout: float = 90.0) -> None:
