@@ -81,19 +81,16 @@ class PointRecords:
         return sorted(found, key=lambda p: (p.created_at, p.name))
 
     def differences(self) -> list[str]:
-        """Every point the records do not agree on, one line each (empty when they agree or only one is read)."""
+        """Every point the records do not agree on, one line each: a point some groups' repository lacks, and
+        with the coordinator readable, a point its table and the repository do not hold alike."""
         complete = {p.name: p for p in self.complete()}
         names = {p.name for g in self.groups for p in self.repository.get(g, [])}
-        lines = [f"{name}: {self._repository_view(name)}" for name in sorted(names - set(complete))]
         if self.coordinator is None:
-            return lines
+            return [f"{name}: repository {self._repository_view(name)}" for name in sorted(names - set(complete))]
         table = {p.name: p for p in self.coordinator}
-        for name in sorted(set(table) | set(complete)):
-            if name in complete and table.get(name) == complete[name]:
-                continue
-            lines.append(f"{name}: coordinator {self._coordinator_view(name)}, repository "
-                         f"{self._repository_view(name)}")
-        return sorted(set(lines))
+        return [f"{name}: coordinator {self._coordinator_view(name)}, repository {self._repository_view(name)}"
+                for name in sorted(names | set(table))
+                if not (name in complete and table.get(name) == complete[name])]
 
     def _coordinator_view(self, name: str) -> str:
         if self.coordinator is None:

@@ -275,12 +275,13 @@ def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(
 
 
 def test_in_place_restore_with_the_coordinator_group_lost_finds_the_point_in_the_repository(
-    own_harness: Harness, capsys: pytest.CaptureFixture
+    own_harness: Harness, restored_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """The coordinator group lost (both members stopped, their data directories deleted): its table of points
     is gone with it, and the repository alone names the points. A name recorded on some groups only is refused
-    before anything is touched; `restore --in-place` to a point every group records brings the cluster back:
-    exactly the rows committed before the point, pg_dist_node right, both records agreeing again."""
+    before anything is touched; a restore into a new directory, then `restore --in-place`, to a point every
+    group records bring the cluster back: exactly the rows committed before the point, pg_dist_node right,
+    both records agreeing again."""
     h = own_harness
     scope = scope_of(h)
     rng = random.Random(16)
@@ -326,6 +327,14 @@ def test_in_place_restore_with_the_coordinator_group_lost_finds_the_point_in_the
     assert main([*restore, "--to-point", "no-such-point"]) == 1
     assert "no restore point 'no-such-point'" in capsys.readouterr().err
     assert not list(h.base_dir.glob("*/data.before-restore-*"))  # refused before anything was touched
+
+    copy = restore_into_harness(h.base_dir, restored_dir, at=datetime.now(UTC))  # the latest complete point
+    assert copy.point == point and copy.problems == [], copy.problems
+    assert any("resolved from the repository alone" in n for n in copy.notes)
+    assert checksums(Harness.load(restored_dir).dsn()) == expected
+    Harness.load(restored_dir).down()  # two clusters on two cores: the in-place restore runs alone
+    with capsys.disabled():
+        print(f"\nrestore into a new directory with the coordinator group lost: {copy.seconds:.1f} s")
 
     started = time.monotonic()
     assert main([*restore, "--to-point", point.name, "--json"]) == 0

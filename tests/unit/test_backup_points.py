@@ -106,7 +106,9 @@ def test_a_point_missing_on_some_group_is_refused_whatever_the_coordinator_says(
             settle_point(records(repo, coordinator), "c", None)
     # by time the repository alone skips it: the latest point every group records
     assert settle_point(records(repo, None), None, T0 + timedelta(days=1)) == POINTS[1]
-    assert records(repo, None).differences() == ["c: has it on groups [0] only, not on groups [1, 2]"]
+    assert records(repo, None).differences() == ["c: repository has it on groups [0] only, not on groups [1, 2]"]
+    assert records(repo).differences() == [f"c: coordinator has it ({POINTS[2].created_at.isoformat()}), "
+                                           "repository has it on groups [0] only, not on groups [1, 2]"]
 
 
 def test_records_that_disagree_are_refused_naming_both() -> None:
