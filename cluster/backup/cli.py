@@ -229,6 +229,8 @@ def format_state(state: dict[str, Any], indent: str = "") -> str:
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             lines.append(f"{indent}{key}:")
             lines += [f"{indent}  - " + ", ".join(f"{k}={v}" for k, v in item.items()) for item in value]
+        elif isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+            lines += [f"{indent}{key}:", *(f"{indent}  - {item}" for item in value)]
         else:
             lines.append(f"{indent}{key}: {value}")
     return "\n".join(lines)
