@@ -4,7 +4,9 @@ Where the cluster is: --stack NAME (pgBackRest runs in the member containers thr
 --harness DIR (a local cluster; pgBackRest runs here as the postgres user).
   backup create [--type full|diff|incr] [--point NAME]   back up every group's primary, then a restore point
   backup point [--name NAME]                             a cluster-wide restore point only (between backups)
-  backup list                                            backups per group and the restore points
+  backup list                                            backups per group and the restore points: the
+                                                         coordinator's and the repository's records, and
+                                                         where they disagree (works with the coordinator down)
   backup check                                           pgBackRest's check per group (archive round trip) and
                                                          the archiver's state; exit 1 when anything fails
   backup schedule [--once] [--interval S]                the backups.schedule jobs that are due (full, diff
@@ -34,8 +36,8 @@ from cluster.backup import (
     archive_health,
     create_backup,
     create_restore_point,
-    list_backups,
-    restore_points,
+    point_records,
+    read_repository,
 )
 from cluster.backup.runner import BackupError, DockerRunner, LocalRunner
 from cluster.config import load_config
@@ -116,12 +118,26 @@ def run_backup(args: argparse.Namespace) -> int:
             jobs.loop(scope, args.interval)
         state = {"ran": jobs.run_due(scope, datetime.now(UTC)) or "nothing due"}
     elif command == "list":
-        state = {"backups": {g: [b.summary() for b in infos] for g, infos in list_backups(scope).items()},
-                 "restore_points": [p.summary() for p in restore_points(scope.target)]}
+        state = listing(scope)
     else:
         return _check(scope, args.json)
     print(json.dumps(state, indent=2, default=str) if args.json else format_state(state))
     return 0
+
+
+def listing(scope: BackupScope) -> dict[str, Any]:
+    """Backups per group, and the restore points as each record holds them: the coordinator's table (or why it
+    could not be read), the points every group's repository records, and every point the two disagree on."""
+    backups, recorded = read_repository(scope)
+    records = point_records(scope, recorded)
+    if records.coordinator is None:
+        on_coordinator: Any = f"not readable ({records.coordinator_error})"
+    else:
+        on_coordinator = [p.summary() for p in records.coordinator]
+    return {"backups": {g: [b.summary() for b in infos] for g, infos in backups.items()},
+            "restore_points": on_coordinator,
+            "repository_points": [p.summary() for p in records.complete()],
+            "disagreements": records.differences() or "none"}
 
 
 def _check(scope: BackupScope, as_json: bool) -> int:
@@ -213,6 +229,8 @@ def format_state(state: dict[str, Any], indent: str = "") -> str:
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             lines.append(f"{indent}{key}:")
             lines += [f"{indent}  - " + ", ".join(f"{k}={v}" for k, v in item.items()) for item in value]
+        elif isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+            lines += [f"{indent}{key}:", *(f"{indent}  - {item}" for item in value)]
         else:
             lines.append(f"{indent}{key}: {value}")
     return "\n".join(lines)

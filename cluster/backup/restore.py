@@ -37,7 +37,16 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cluster.backup import BackupInfo, BackupScope, RestorePoint, list_backups, restore_points
+from cluster.backup import (
+    BackupInfo,
+    BackupScope,
+    RestorePoint,
+    base_backup,
+    mark_left_behind,
+    point_records,
+    read_repository,
+)
+from cluster.backup.points import settle_point
 from cluster.backup.runner import BackupError, LocalRunner
 from cluster.errors import ClusterError
 from cluster.local.harness import Harness
@@ -59,12 +68,15 @@ class RestoreReport:
     problems: list[str] = field(default_factory=list)
     backup_sets: dict[int, str] = field(default_factory=dict)  # group -> the backup it was restored from
     moved_aside: dict[str, str] = field(default_factory=dict)  # in place: member -> its old data directory
+    notes: list[str] = field(default_factory=list)  # e.g. the point was resolved from the repository alone
 
     def summary(self) -> dict[str, Any]:
         summary = {"point": self.point.summary(), "directory": self.directory, "seconds": round(self.seconds, 1),
                    "backup_sets": self.backup_sets}
         if self.moved_aside:
             summary["moved_aside"] = self.moved_aside
+        if self.notes:
+            summary["notes"] = self.notes
         return summary | {"pg_dist_node": self.nodes, "row_counts": self.row_counts,
                           "problems": self.problems or "none: every group's leader is its pg_dist_node primary"}
 
@@ -75,40 +87,15 @@ class RestoreChoice:
 
     point: RestorePoint
     backup_sets: dict[int, str]
-
-
-def resolve_point(points: list[RestorePoint], name: str | None, at: datetime | None) -> RestorePoint:
-    """The named point, or the latest point at or before `at`; refuses with the points that do exist."""
-    known = ", ".join(f"{p.name} ({p.created_at.isoformat()})" for p in points[-5:]) or "none"
-    if name is not None:
-        for point in points:
-            if point.name == name:
-                return point
-        raise BackupError(f"there is no restore point {name!r}; latest known: {known}. "
-                          "List them with `python -m cluster backup list`.")
-    if at is None or at.tzinfo is None:
-        raise BackupError("--to-time needs a time with its zone, e.g. 2026-11-26T13:00:00+00:00")
-    earlier = [p for p in points if p.created_at <= at]
-    if not earlier:
-        raise BackupError(f"no restore point at or before {at.isoformat()}; latest known: {known}")
-    return earlier[-1]
+    notes: list[str] = field(default_factory=list)  # how the point was found, when not the usual way
 
 
 def require_point_on_every_group(backups: dict[int, list[BackupInfo]], groups: list[int],
                                  point: RestorePoint) -> dict[int, str]:
-    """Per group, the backup to restore from: the latest that ended before the point (WAL replay then runs up
-    to it). A group added later, or whose backups all expired, has none, and restoring the others alone would
-    give a cluster that is not consistent: refused.
-
-    pgBackRest keeps whole seconds, so a backup that stopped in the point's own second may have ended just
-    after it; one from an earlier second is preferred (create_backup makes its point in the next second)."""
-    second = point.created_at.replace(microsecond=0)
-    chosen: dict[int, str] = {}
-    for group in groups:
-        usable = [b for b in backups.get(group, []) if b.stopped.replace(microsecond=0) <= second]
-        earlier = [b for b in usable if b.stopped.replace(microsecond=0) < second]
-        if earlier or usable:
-            chosen[group] = max(earlier or usable, key=lambda b: (b.stopped, b.label)).label
+    """Per group, the backup to restore from (base_backup: the latest that ended before the point). A group
+    added later, or whose backups all expired, has none, and restoring the others alone would give a cluster
+    that is not consistent: refused."""
+    chosen = {g: b.label for g in groups if (b := base_backup(backups.get(g, []), point)) is not None}
     missing = [g for g in groups if g not in chosen]
     if missing:
         raise BackupError(f"restore point {point.name!r} ({point.created_at.isoformat()}) does not exist on every "
@@ -118,10 +105,16 @@ def require_point_on_every_group(backups: dict[int, list[BackupInfo]], groups: l
 
 
 def choose(source: Harness, point: str | None, at: datetime | None) -> RestoreChoice:
-    """The point (by name or time) and each group's backup, read from the running source cluster."""
+    """The point (by name or time) and each group's backup, from the source's repository and, when its
+    coordinator answers, its table of points too (settle_point: they must agree). Works with the source's
+    coordinator group lost: the repository alone then decides."""
     scope = BackupScope(source.plan, source.target, LocalRunner(str(source.base_dir)))
-    chosen = resolve_point(restore_points(source.target), point, at)
-    return RestoreChoice(chosen, require_point_on_every_group(list_backups(scope), source.target.groups, chosen))
+    backups, recorded = read_repository(scope)
+    records = point_records(scope, recorded)
+    chosen = settle_point(records, point, at)
+    for note in records.notes:
+        log.warning("%s", note)
+    return RestoreChoice(chosen, require_point_on_every_group(backups, source.target.groups, chosen), records.notes)
 
 
 def bootstrap_at(harness: Harness, repo: str, choice: RestoreChoice) -> None:
@@ -141,7 +134,8 @@ def settle(harness: Harness, choice: RestoreChoice, started: float) -> RestoreRe
     harness.patroni_overrides.clear()
     harness.write_files()
     harness.save()
-    report = RestoreReport(choice.point, str(harness.base_dir), 0.0, backup_sets=choice.backup_sets)
+    report = RestoreReport(choice.point, str(harness.base_dir), 0.0, backup_sets=choice.backup_sets,
+                           notes=choice.notes)
     report.nodes, report.problems = reregister(harness.target)
     report.seconds = time.monotonic() - started
     report.row_counts = row_counts(harness.target.rw_dsn)
@@ -189,6 +183,7 @@ def restore_in_place(harness_dir: Path, point: str | None = None, at: datetime |
                  "from the repository", stamp)
         harness.start_members(timeout)
         report = settle(harness, choice, started)
+        _mark_left_behind(harness, choice.point, report)
     except (ClusterError, OSError) as exc:
         kept = "; ".join(f"{n}: {p}" for n, p in aside.items())
         raise BackupError(f"in-place restore of {harness_dir} to {choice.point.name!r} failed: {exc}\nNothing "
@@ -198,6 +193,22 @@ def restore_in_place(harness_dir: Path, point: str | None = None, at: datetime |
                           "data directory.") from exc
     report.moved_aside = aside
     return report
+
+
+def _mark_left_behind(harness: Harness, point: RestorePoint, report: RestoreReport) -> None:
+    """The points after `point` are on the timeline the restore left: marked so in the repository (see
+    mark_left_behind); a failure to mark them is reported, the restore itself stands."""
+    scope = BackupScope(harness.plan, harness.target, LocalRunner(str(harness.base_dir)))
+    try:
+        left = mark_left_behind(scope, point)
+    except BackupError as exc:
+        report.problems.append(f"the restore points after {point.name!r} could not be marked as left behind in "
+                               f"the repository ({exc}); a restore with the coordinator lost could pick one and "
+                               "fail in recovery: restore to points at or before this one until it is fixed")
+        return
+    if left:
+        report.notes.append(f"restore points after {point.name!r} are on the timeline this restore left and can "
+                            f"no longer be reached; marked left-restore-point in the repository: {', '.join(left)}")
 
 
 def in_place_plan(harness: Harness, choice: RestoreChoice, aside: dict[str, str]) -> str:

@@ -683,8 +683,8 @@ class Harness:
     def stop_members(self, names: list[str]) -> None:
         """Stop several members together (thawed first: a frozen process would sit out SIGTERM until killed)."""
         for name in names:
-            if name in self.procs:
-                self.thaw_member(name)
+            if name in self.procs and self.procs[name].alive():  # one already stopped (a lost group): its PID
+                self.thaw_member(name)                           # may belong to another process by now
         self._stop_procs([*names, *self._poolers_of(names)])
 
     def start_members(self, timeout: float = STARTUP_TIMEOUT) -> None:

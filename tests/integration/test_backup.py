@@ -20,9 +20,11 @@ from cluster.__main__ import main
 from cluster.backup import (
     BackupScope,
     archive_health,
+    base_backup,
     create_backup,
     create_restore_point,
     list_backups,
+    read_repository,
     restore_points,
 )
 from cluster.backup.restore import restore_into_harness
@@ -247,6 +249,9 @@ def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(
     assert not set(report["backup_sets"].values()) & {b.label for b in later.backups}
     assert "inplace_after" not in report["row_counts"]
     assert report["row_counts"]["rehearsal_accounts"] == ACCOUNTS
+    # the point made after it lies on the timeline the restore left: no longer offered by the repository
+    assert any("inplace-later" in n and "left-restore-point" in n for n in report["notes"]), report.get("notes")
+    assert "inplace-later" not in {p.name for points in read_repository(scope)[1].values() for p in points}
 
     assert checksums(h.dsn()) == expected  # row for row, shard by shard
     assert sorted(report["moved_aside"]) == sorted(members)
@@ -267,6 +272,102 @@ def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(
         assert conn.execute("SELECT count(*) FROM rehearsal_events WHERE xfer = 1000001").fetchone() == (2,)
     assert [p.name for p in restore_points(h.target)][-2:] == ["inplace-base", point.name]
     create_restore_point(scope_of(restored), "inplace-after-restore")  # archiving carries on, new timeline
+
+
+def test_in_place_restore_with_the_coordinator_group_lost_finds_the_point_in_the_repository(
+    own_harness: Harness, restored_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The coordinator group lost (both members stopped, their data directories deleted): its table of points
+    is gone with it, and the repository alone names the points. A name recorded on some groups only is refused
+    before anything is touched; a restore into a new directory, then `restore --in-place`, to a point every
+    group records bring the cluster back: exactly the rows committed before the point, pg_dist_node right,
+    both records agreeing again."""
+    h = own_harness
+    scope = scope_of(h)
+    rng = random.Random(16)
+    load_rehearsal(h.dsn())
+    create_backup(scope, "full", point="lostcoord-base")
+    with psycopg.connect(h.dsn(), autocommit=True) as conn:
+        for xfer in range(1, 41):
+            transfer(conn, rng, xfer)
+    made = time.monotonic()
+    point = create_restore_point(scope, "lostcoord-point")
+    with capsys.disabled():
+        print(f"\nrestore point made, archived and recorded in 3 repositories: {time.monotonic() - made:.1f} s")
+    expected = checksums(h.dsn())
+    with psycopg.connect(h.dsn(), autocommit=True) as conn:
+        for xfer in range(41, 61):
+            transfer(conn, rng, xfer)
+    # A point whose record a group's repository lacks (as if its annotation had failed): not restorable.
+    partial = create_restore_point(scope, "lostcoord-partial")
+    backups, recorded = read_repository(scope)
+    assert all(partial in points and point in points for points in recorded.values())
+    base = base_backup(backups[1], partial)
+    assert base is not None
+    scope.pgbackrest(h.member(h.leader(1)), f"--set={base.label}", "--annotation=restore-point:lostcoord-partial=",
+                     "annotate")
+    assert partial not in read_repository(scope)[1][1]
+    with psycopg.connect(h.dsn(), autocommit=True) as conn:
+        conn.execute("DELETE FROM rehearsal_events")
+
+    coordinators = sorted(h.plan.groups[0], key=lambda m: -m.index)
+    for member in coordinators:  # the coordinator group and its volumes
+        h.stop_member(member.name)
+        shutil.rmtree(member.data_dir)
+
+    where = ["--harness", str(h.base_dir)]
+    assert main(["backup", "list", *where, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["restore_points"].startswith("not readable")
+    assert [p["name"] for p in listed["repository_points"]] == ["lostcoord-base", point.name]
+    assert any(d.startswith("lostcoord-partial: ") and "not on groups [1]" in d for d in listed["disagreements"])
+
+    restore = ["restore", *where, "--in-place", "--yes"]
+    assert main([*restore, "--to-point", "lostcoord-partial"]) == 1
+    err = capsys.readouterr().err
+    assert "'lostcoord-partial' is not recorded in every group's repository" in err
+    assert "groups [0, 2] only, not on groups [1]" in err and "Nothing was restored" in err
+    assert main([*restore, "--to-point", "no-such-point"]) == 1
+    assert "no restore point 'no-such-point'" in capsys.readouterr().err
+    assert not list(h.base_dir.glob("*/data.before-restore-*"))  # refused before anything was touched
+
+    copy = restore_into_harness(h.base_dir, restored_dir, at=datetime.now(UTC))  # the latest complete point
+    assert copy.point == point and copy.problems == [], copy.problems
+    assert any("resolved from the repository alone" in n for n in copy.notes)
+    assert checksums(Harness.load(restored_dir).dsn()) == expected
+    Harness.load(restored_dir).down()  # two clusters on two cores: the in-place restore runs alone
+    with capsys.disabled():
+        print(f"\nrestore into a new directory with the coordinator group lost: {copy.seconds:.1f} s")
+
+    started = time.monotonic()
+    assert main([*restore, "--to-point", point.name, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    with capsys.disabled():
+        print(f"\nin-place restore with the coordinator group lost, to {point.name}: {report['seconds']} s "
+              f"({time.monotonic() - started:.1f} s with the resolution)")
+    assert report["point"]["name"] == point.name
+    assert any("resolved from the repository alone" in n for n in report["notes"])
+    assert report["problems"].startswith("none"), report["problems"]
+    assert report["row_counts"]["rehearsal_accounts"] == ACCOUNTS
+    assert sorted(report["moved_aside"]) == sorted(m.name for m in h.plan.members if m.group != 0)
+
+    restored = Harness.load(h.base_dir)
+    assert health_check(restored.target).problems == []
+    assert checksums(restored.dsn()) == expected  # row for row, shard by shard
+    with psycopg.connect(restored.dsn(), autocommit=True) as conn:
+        nodes = conn.execute("SELECT groupid, nodename, nodeport FROM pg_dist_node WHERE noderole = 'primary' "
+                             "ORDER BY groupid").fetchall()
+        assert [(g, f"{host}:{port}") for g, host, port in nodes] == [
+            (g, restored.member(restored.leader(g)).postgres.address) for g in range(len(restored.plan.groups))]
+        conn.execute("SELECT citus_cluster_recover_prepared_transactions()")
+        (total,) = conn.execute("SELECT sum(balance) FROM rehearsal_accounts").fetchone()  # type: ignore[misc]
+        assert total == ACCOUNTS * START_BALANCE
+    assert [p.name for p in restore_points(restored.target)][-2:] == ["lostcoord-base", point.name]
+    assert main(["backup", "list", *where, "--json"]) == 0  # the coordinator's table is back, and agrees
+    listed = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in listed["restore_points"]][-2:] == ["lostcoord-base", point.name]
+    assert listed["disagreements"] == "none"  # the partial point lies after it: marked left behind
+    assert any("lostcoord-partial" in n for n in report["notes"])
 
 
 def wait_archive(h: Harness, member: str, failing: bool, timeout: float = 90.0) -> None:
