@@ -8,8 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from benchmarks import steps
 from benchmarks.__main__ import main
-from benchmarks.workload import COMPARE_NAMES, QUERY_NAMES
+from benchmarks.workload import COMPARE_NAMES, DATA_TABLE, QUERY_NAMES, Dataset
 from cluster.local.harness import Harness
 from cluster.provision import provision, read_migrations
 from tests.integration.conftest import SQL_DIR
@@ -70,3 +71,20 @@ def test_ha_command_reports_a_drill_with_its_timeline(harness: Harness, tmp_path
     assert drill["scenario"] == "haproxy-restart" and drill["lost"] == 0
     assert (out / "ha-timeline.png").stat().st_size > 0
     assert "haproxy-restart" in (out / "report.md").read_text()
+
+
+def test_load_through_a_worker_leader_fills_spatial_key_there_in_batches(harness: Harness) -> None:
+    """The scale benchmark's --load-via any-node: COPY streams to a worker leader (Citus routes from any node),
+    the grid read there (Grid.read on a worker), every row on the shard of its point, several batches each."""
+    provision(harness.target, read_migrations(SQL_DIR))
+    worker = harness.member_dsn(harness.leader(1))
+    data = Dataset(3000, seed=7)
+    result = steps.load(harness.dsn(), data, parallel=2, copy_dsn=worker, batch_rows=1000, via="worker1")
+    assert result["rows"] == 3000 and result["batches"] == 4 and result["retries"] == []
+    with steps.connect(worker) as conn:
+        port = conn.execute("SELECT current_setting('port')").fetchone()[0]
+    assert result["stream_nodes"] == [[port], [port]]
+    with steps.connect(harness.dsn()) as conn:
+        wrong = conn.execute(f"SELECT count(*) FROM {DATA_TABLE} WHERE spatial_key <> "
+                             "vehicle_spatial_key(ST_X(location), ST_Y(location))").fetchone()[0]
+    assert wrong == 0
