@@ -110,7 +110,9 @@ def copy_stream(open_conn: Callable[[], Any], sql: str, lines: Iterator[str], ad
     batches = 0
     source = iter(lines)
     try:
-        while batch := list(islice(source, batch_rows)):
+        while kept := list(islice(source, min(WRITE_ROWS, batch_rows))):
+            # `kept`: the batch's lines generated so far. The first try sends them as they are generated (the
+            # client's work overlaps the server's); a retry sends them again, then generates the rest.
             batches += 1
             for attempt in range(1, attempts + 1):
                 sent = 0
@@ -119,8 +121,7 @@ def copy_stream(open_conn: Callable[[], Any], sql: str, lines: Iterator[str], ad
                         conn = open_conn()
                         nodes.append(_server_of(conn))
                     with conn.cursor() as cur, cur.copy(sql) as copy:
-                        for start in range(0, len(batch), WRITE_ROWS):
-                            part = batch[start:start + WRITE_ROWS]
+                        for part in _batch_parts(kept, source, batch_rows):
                             copy.write("".join(part))
                             advance(len(part))
                             sent += len(part)
@@ -131,16 +132,32 @@ def copy_stream(open_conn: Callable[[], Any], sql: str, lines: Iterator[str], ad
                         raise
                     _close(conn)
                     conn = None
-                    retries.append({"batch": batches, "rows": len(batch), "attempt": attempt,
+                    first = (batches - 1) * batch_rows
+                    retries.append({"batch": batches, "first_row": first, "attempt": attempt,
                                     "error": first_line(exc)})
                     if attempt == attempts:
                         raise BenchmarkError(
-                            f"load: {name} batch {batches} ({len(batch)} rows) failed {attempts} times in the "
-                            f"transport, each rolled back; last error: {first_line(exc)}") from exc
+                            f"load: {name} batch {batches} (the stream's rows {first:,} to {first + batch_rows - 1:,}"
+                            f" at most) failed {attempts} times in the transport, each rolled back; last error: "
+                            f"{first_line(exc)}") from exc
                     sleep(pause * attempt)
     finally:
         _close(conn)
     return {"batches": batches, "retries": retries, "nodes": nodes}
+
+
+def _batch_parts(kept: list[str], source: Iterator[str], batch_rows: int) -> Iterator[list[str]]:
+    """The batch in parts of WRITE_ROWS: first what `kept` holds, then new lines from `source` (appended to
+    `kept`, so a retry has them) until the batch has `batch_rows` or the source ends."""
+    known = len(kept)
+    for start in range(0, known, WRITE_ROWS):
+        yield kept[start:start + WRITE_ROWS]
+    while len(kept) < batch_rows:
+        part = list(islice(source, min(WRITE_ROWS, batch_rows - len(kept))))
+        if not part:
+            return
+        kept.extend(part)
+        yield part
 
 
 def _server_of(conn: Any) -> str:

@@ -127,7 +127,7 @@ def test_a_transport_failure_is_retried_on_a_new_connection(error: Exception) ->
     result, progress = stream(server, 30_000, 10_000)
     assert [len(b) for b in server.committed] == [10_000, 10_000, 10_000]  # batch 2 once, not twice
     assert len(server.connections) == 2 and server.connections[0].closed
-    assert result["retries"] == [{"batch": 2, "rows": 10_000, "attempt": 1, "error": steps.first_line(error)}]
+    assert result["retries"] == [{"batch": 2, "first_row": 10_000, "attempt": 1, "error": steps.first_line(error)}]
     assert sum(progress) == 30_000  # the rolled-back rows were taken off the progress count
 
 
@@ -149,7 +149,8 @@ def test_exhausted_retries_name_the_batch_and_the_last_error() -> None:
     first = errors.lookup("58030")(CITUS_COPY)
     last = psycopg.OperationalError("SSL error: bad length")
     server = FakeServer((10_005, first), (5, first), (5, last))  # batch 1 commits; batch 2 fails 3 times
-    with pytest.raises(BenchmarkError, match=r"stream 1 batch 2 \(10000 rows\) failed 3 times.*bad length"):
+    expected = r"stream 1 batch 2 \(the stream's rows 10,000 to 19,999 at most\) failed 3 times.*bad length"
+    with pytest.raises(BenchmarkError, match=expected):
         stream(server, 30_000, 10_000, attempts=3)
     assert [len(b) for b in server.committed] == [10_000]
     assert all(c.closed for c in server.connections) and len(server.connections) == 3
@@ -165,3 +166,32 @@ def test_exhausted_retries_name_the_batch_and_the_last_error() -> None:
 ])
 def test_transport_rule(error: Exception, retry: bool) -> None:
     assert steps.is_transport_failure(error) is retry
+
+
+def test_a_batch_is_sent_while_it_is_generated_and_kept_for_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first try writes each part as soon as it is generated (the client's work overlaps the server's);
+    the retry re-sends what was generated, then generates the rest: every row once, in order."""
+    generated: list[int] = []
+
+    def source() -> Any:
+        for i, line in enumerate(lines(2_500)):
+            generated.append(i)
+            yield line
+
+    server = FakeServer((1_500, errors.lookup("08006")("connection failure")))
+    seen_at_first_write: list[int] = []
+
+    class Watching(FakeCopy):
+        def write(self, text: str) -> None:
+            if not seen_at_first_write:
+                seen_at_first_write.append(len(generated))
+            super().write(text)
+
+    monkeypatch.setattr(FakeCursor, "copy", lambda self, sql: Watching(self.conn))
+    monkeypatch.setattr(steps, "WRITE_ROWS", 500)
+    result = steps.copy_stream(server.connect, "COPY t FROM STDIN", source(), lambda _: None,
+                               batch_rows=2_000, sleep=lambda _: None)
+    assert seen_at_first_write == [500]  # not the whole batch of 2,000 first
+    assert [len(b) for b in server.committed] == [2_000, 500]
+    assert [r for b in server.committed for r in b] == [line.rstrip("\n") for line in lines(2_500)]
+    assert len(generated) == 2_500 and result["retries"][0]["batch"] == 1

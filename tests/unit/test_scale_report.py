@@ -132,7 +132,7 @@ def test_load_via_parse_and_streams() -> None:
 
 
 def with_loads(result: dict[str, Any], rw: float, any_node: float, retries: int = 0) -> dict[str, Any]:
-    failed = [{"stream": 1, "batch": 3, "rows": 250_000, "attempt": 1, "error": "failed to COPY to shard 1"}]
+    failed = [{"stream": 1, "batch": 3, "first_row": 500_000, "attempt": 1, "error": "failed to COPY to shard 1"}]
     result["loads"] = {"read-write": {"rows_per_s": rw, "retries": failed * retries},
                        "any-node": {"rows_per_s": any_node, "retries": []}}
     result["load"] = result["loads"]["read-write"]
