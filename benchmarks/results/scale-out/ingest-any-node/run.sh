@@ -15,5 +15,8 @@ flock /tmp/citus-heavy.lock .venv/bin/python -m benchmarks scale "${COMMON[@]}" 
     --load-via rw,any-node --out "$OUT/groups4-5m"
 flock /tmp/citus-heavy.lock .venv/bin/python -m benchmarks scale "${COMMON[@]}" --groups 0,4 --rows 1000000 \
     --load-via any-node,rw --out "$OUT/rep2"
+# The same stream count both ways (any-node's default is one per group leader, 5, read-write's --parallel 4):
+flock /tmp/citus-heavy.lock .venv/bin/python -m benchmarks scale "${COMMON[@]}" --groups 4 --rows 1000000 \
+    --load-via rw,any-node --parallel 5 --load-streams 5 --out "$OUT/streams5"
 flock /tmp/citus-heavy.lock .venv/bin/python -m benchmarks scale "${COMMON[@]}" --groups 0,4 --rows 1000000 \
     --load-via rw,any-node --out "$OUT/rep3"
