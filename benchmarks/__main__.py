@@ -5,7 +5,7 @@ python -m benchmarks run --stack dev | --dsn URL
 python -m benchmarks ha  --harness DIR [--scenario coordinator-leader-kill ...] [--repeat 5]
 python -m benchmarks pooling --harness DIR [--clients 100,250,500,1000] [--duration 30]
     (clients served with and without PgBouncer, and the latency it adds at 16 clients)
-python -m benchmarks scale --cpu-per-host 0.3 [--groups 0,1,2,4] [--rows 1000000] [--out DIR]
+python -m benchmarks scale --cpu-per-host 0.3 [--groups 0,1,2,4] [--rows 1000000] [--load-via rw,any-node] [--out DIR]
     (the scale-out curve: each system brought up on hosts of a fixed size, measured, taken down; 0 = single node)
     (partition-* and etcd-quorum-loss-* need a namespaced harness: `python -m cluster local up --namespaces`)
 Reports (results.json, report.md, report.html, PNGs) go to --out (default benchmarks/results/<timestamp>).
@@ -91,7 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument("--groups", default="0,1,2,4", help="worker group counts to measure, 0 = the single node")
     scale.add_argument("--rows", default="1000000", help="row counts (comma-separated: the data curve)")
     scale.add_argument("--seed", type=int, default=42)
-    scale.add_argument("--parallel", type=int, default=4, help="loader connections")
+    scale.add_argument("--parallel", type=int, default=4, help="loader connections through read-write")
+    scale.add_argument("--load-via", default="rw", metavar="rw|any-node|rw,any-node",
+                       help="where the COPY streams go (both: one load after the other, in this order, each timed; "
+                            "the single node has one endpoint and loads once)")
+    scale.add_argument("--load-streams", type=int, default=0, metavar="N",
+                       help="COPY streams through any-node (default 0: one per group leader behind it)")
+    scale.add_argument("--batch-rows", type=int, default=250_000,
+                       help="rows per COPY statement (a batch failing in the transport is sent again)")
     scale.add_argument("--warmup", type=int, default=2)
     scale.add_argument("--repeat", type=int, default=10, help="timed repetitions per query")
     scale.add_argument("--clients", type=int, default=16, help="clients of the throughput run")

@@ -19,8 +19,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -56,28 +57,165 @@ def connect(dsn: str) -> psycopg.Connection:
 
 
 # ---- load -----------------------------------------------------------------------------------------------
-def load(dsn: str, data: Dataset, table: str = DATA_TABLE, parallel: int = 4) -> dict[str, Any]:
-    """Empty `table` and COPY the dataset into it over `parallel` connections; spatial_key is filled here
-    (from the cluster's grid) when the table has one, so every row goes straight to its shard."""
+# Each stream COPYs its rows in batches of COPY_BATCH_ROWS, one autocommit COPY statement (through Citus: one
+# distributed transaction) per batch. 250k: the 1M-row runs stay one COPY per stream (comparable with the
+# numbers measured before batching), 5M rows make 5 per stream; a batch costs ~45 s of one stream at the
+# scale benchmark's rates while starting a COPY (the coordinator's connections to the shards) costs well under
+# a second, and a failure re-sends at most 250k rows (~25 MB of text, held in memory to be sent again).
+COPY_BATCH_ROWS = 250_000
+COPY_ATTEMPTS = 4  # per batch: the first try and 3 retries, each on a new connection
+COPY_RETRY_PAUSE = 2.0  # seconds before retry n is n × this (the worker's backlog drains meanwhile)
+WRITE_ROWS = 10_000  # rows per copy.write() (and per progress step)
+# Citus's coordinator->worker COPY failing in the transport (multi_copy.c SendCopyDataToPlacement: SQLSTATE
+# 58030 io_error; XX000 accepted too): libpq over TLS in non-blocking mode can lose its output buffer ("SSL
+# error: bad length" on the worker), see benchmarks/results/scale-out/notes.md.
+CITUS_COPY_TRANSPORT = re.compile(r"failed to COPY to shard|failed to send \d+ bytes", re.IGNORECASE)
+# The server went away under the statement (shutdown, crash, not accepting connections yet): not the data.
+GONE = ("57P01", "57P02", "57P03")
+
+
+def is_transport_failure(exc: BaseException) -> bool:
+    """Whether a failed COPY batch may be sent again on a new connection: the transport failed, not the data.
+
+    Yes: a connection error without SQLSTATE (libpq: connection lost, SSL error), SQLSTATE class 08
+    (connection exception), the server shutting down or restarting (57P01-57P03), and Citus's "failed to COPY
+    to shard" / "failed to send N bytes" (58030 or XX000). No: everything else, data errors above all (class
+    22, 23), and resource errors (53: disk full, out of memory) that a retry would only repeat."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    if state.startswith("08") or state in GONE:
+        return True
+    return state in ("58030", "XX000") and CITUS_COPY_TRANSPORT.search(str(exc)) is not None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def copy_stream(open_conn: Callable[[], Any], sql: str, lines: Iterator[str], advance: Callable[[int], None],
+                batch_rows: int = COPY_BATCH_ROWS, attempts: int = COPY_ATTEMPTS, name: str = "stream",
+                pause: float = COPY_RETRY_PAUSE, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """COPY `lines` with `sql` in batches of `batch_rows`, one COPY statement each (autocommit: a batch commits
+    whole or not at all). A batch that fails in the transport (is_transport_failure) is sent again on a new
+    connection, up to `attempts` tries; then BenchmarkError names the batch and the last error. Any other error
+    propagates at once. Returns the batches sent, the retries (batch, attempt, error) and the node (server
+    port) of each connection used."""
+    conn: Any = None
+    retries: list[dict[str, Any]] = []
+    nodes: list[str] = []
+    batches = 0
+    source = iter(lines)
+    try:
+        while kept := list(islice(source, min(WRITE_ROWS, batch_rows))):
+            # `kept`: the batch's lines generated so far. The first try sends them as they are generated (the
+            # client's work overlaps the server's); a retry sends them again, then generates the rest.
+            batches += 1
+            for attempt in range(1, attempts + 1):
+                sent = 0
+                try:
+                    if conn is None:
+                        conn = open_conn()
+                        nodes.append(_server_of(conn))
+                    with conn.cursor() as cur, cur.copy(sql) as copy:
+                        for part in _batch_parts(kept, source, batch_rows):
+                            copy.write("".join(part))
+                            advance(len(part))
+                            sent += len(part)
+                    break
+                except psycopg.Error as exc:
+                    advance(-sent)  # rolled back: the progress line counts them again when they are re-sent
+                    if not is_transport_failure(exc):
+                        raise
+                    _close(conn)
+                    conn = None
+                    first = (batches - 1) * batch_rows
+                    retries.append({"batch": batches, "first_row": first, "attempt": attempt,
+                                    "error": first_line(exc)})
+                    if attempt == attempts:
+                        raise BenchmarkError(
+                            f"load: {name} batch {batches} (the stream's rows {first:,} to {first + batch_rows - 1:,}"
+                            f" at most) failed {attempts} times in the transport, each rolled back; last error: "
+                            f"{first_line(exc)}") from exc
+                    sleep(pause * attempt)
+    finally:
+        _close(conn)
+    return {"batches": batches, "retries": retries, "nodes": nodes}
+
+
+def _batch_parts(kept: list[str], source: Iterator[str], batch_rows: int) -> Iterator[list[str]]:
+    """The batch in parts of WRITE_ROWS: first what `kept` holds, then new lines from `source` (appended to
+    `kept`, so a retry has them) until the batch has `batch_rows` or the source ends."""
+    known = len(kept)
+    for start in range(0, known, WRITE_ROWS):
+        yield kept[start:start + WRITE_ROWS]
+    while len(kept) < batch_rows:
+        part = list(islice(source, min(WRITE_ROWS, batch_rows - len(kept))))
+        if not part:
+            return
+        kept.extend(part)
+        yield part
+
+
+def _server_of(conn: Any) -> str:
+    """Which server a connection reached (its port: one per member here), for the load's record."""
+    try:
+        return str(conn.execute("SELECT current_setting('port')").fetchone()[0])
+    except (psycopg.Error, AttributeError, TypeError):
+        return "?"
+
+
+def _close(conn: Any) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
+
+
+def load(dsn: str, data: Dataset, table: str = DATA_TABLE, parallel: int = 4, copy_dsn: str | None = None,
+         batch_rows: int = COPY_BATCH_ROWS, via: str = "read-write") -> dict[str, Any]:
+    """Empty `table` and COPY the dataset into it over `parallel` streams, in batches of `batch_rows` rows
+    (copy_stream: a batch that fails in the transport is sent again on a new connection). The streams go to
+    `copy_dsn` (default `dsn`): the any-node endpoint spreads them over the group leaders, each of which routes
+    its rows to the shards itself. spatial_key is filled here (from the grid as read over `copy_dsn`) when the
+    table has one, so every row goes straight to its shard. TRUNCATE, VACUUM and the count go through `dsn`."""
+    copy_dsn = copy_dsn or dsn
     with connect(dsn) as conn:
         conn.execute(f"TRUNCATE {table}")
         has_key = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'spatial_key'",
                                (table,)).fetchone() is not None
-        grid = Grid.read(conn) if has_key else None
+    grid = None
+    if has_key:
+        with connect(copy_dsn) as conn:
+            grid = Grid.read(conn)
     sizes = data.chunk_sizes(parallel)
-    with progress(f"load {table}", total=data.rows) as bar:
+    columns = DATA_COLUMNS if grid else COLUMNS
+    sql = f"COPY {table} ({columns}) FROM STDIN"
+    with progress(f"load {table} via {via}", total=data.rows) as bar:
         started = time.perf_counter()
         with ThreadPoolExecutor(parallel) as pool:
-            list(pool.map(lambda i: _copy_chunk(dsn, data, table, grid, i, sizes[i], bar.advance), range(parallel)))
+            streams = list(pool.map(
+                lambda i: copy_stream(lambda: connect(copy_dsn), sql, data.copy_lines(i, sizes[i], grid),
+                                      bar.advance, batch_rows, name=f"stream {i}"),
+                range(parallel)))
         elapsed = time.perf_counter() - started
     with connect(dsn) as conn:
         # Settle before timing: fresh statistics and visibility map, no autovacuum running under the queries.
         conn.execute(f"VACUUM (ANALYZE) {table}")
         count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    # Proves no retry doubled a batch (a COPY that committed although its client saw the connection fail).
     if count != data.rows:
         raise BenchmarkError(f"load: {table} holds {count} rows after loading {data.rows}")
+    retries = [{"stream": i, **r} for i, s in enumerate(streams) for r in s["retries"]]
     return {"table": table, "rows": count, "seconds": round(elapsed, 3), "rows_per_s": round(count / elapsed),
-            "method": f"COPY over {parallel} connections", "dataset": data.name}
+            "method": f"COPY over {parallel} connections via {via}, batches of {batch_rows:,} rows",
+            "via": via, "streams": parallel, "batch_rows": batch_rows,
+            "batches": sum(s["batches"] for s in streams), "retries": retries,
+            "stream_nodes": [s["nodes"] for s in streams], "dataset": data.name}
 
 
 def spatial_order(dsn: str) -> dict[str, Any]:
@@ -89,23 +227,6 @@ def spatial_order(dsn: str) -> dict[str, Any]:
         started = time.perf_counter()
         shards = conn.execute("SELECT vehicle_locations_order_by_location()").fetchone()[0]
         return {"shards": shards, "seconds": round(time.perf_counter() - started, 3)}
-
-
-def _copy_chunk(dsn: str, data: Dataset, table: str, grid: Grid | None, chunk: int, size: int,
-                advance: Callable[[int], None]) -> None:
-    columns = DATA_COLUMNS if grid else COLUMNS
-    with connect(dsn) as conn, conn.cursor() as cur:
-        with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            batch: list[str] = []
-            for line in data.copy_lines(chunk, size, grid):
-                batch.append(line)
-                if len(batch) == 10_000:
-                    copy.write("".join(batch))
-                    advance(len(batch))
-                    batch = []
-            if batch:
-                copy.write("".join(batch))
-                advance(len(batch))
 
 
 def seed_insert(dsn: str, rows: int, table: str = TABLE) -> dict[str, Any]:

@@ -118,3 +118,39 @@ def test_runs_without_tls_are_marked() -> None:
     assert scale.system_name(4, tls=False) == "4 worker groups (no TLS)"
     text = scale.render(runs(run(0, 10_000, 100.0, 10.0), run(4, 30_000, 30.0, 20.0, 27.0) | {"tls": False}))
     assert "| 4 worker groups (no TLS) |" in text
+
+
+def test_load_via_parse_and_streams() -> None:
+    assert scale.parse_load_via("rw") == ["read-write"]
+    assert scale.parse_load_via("any-node,rw") == ["any-node", "read-write"]
+    for bad in ("", "coordinator", "rw,ro"):
+        with pytest.raises(UsageError, match="--load-via"):
+            scale.parse_load_via(bad)
+    assert scale.load_streams("read-write", 4, parallel=4, any_node_streams=0) == 4
+    assert scale.load_streams("any-node", 4, parallel=4, any_node_streams=0) == 5  # coordinator + 4 worker leaders
+    assert scale.load_streams("any-node", 4, parallel=4, any_node_streams=8) == 8
+
+
+def with_loads(result: dict[str, Any], rw: float, any_node: float, retries: int = 0) -> dict[str, Any]:
+    failed = [{"stream": 1, "batch": 3, "first_row": 500_000, "attempt": 1, "error": "failed to COPY to shard 1"}]
+    result["loads"] = {"read-write": {"rows_per_s": rw, "retries": failed * retries},
+                       "any-node": {"rows_per_s": any_node, "retries": []}}
+    result["load"] = result["loads"]["read-write"]
+    return result
+
+
+def test_ingest_through_any_node_is_set_against_the_single_node_and_judged() -> None:
+    r = scale.ratios(runs(run(0, 10_000, 100.0, 10.0), with_loads(run(4, 0, 30.0, 20.0, 27.0), 24_000, 31_000)),
+                     1_000_000)
+    assert r[4]["ingest"] == 2.4 and r[4]["ingest_any"] == 3.1
+    assert scale.verdicts(r[4])[1] == ("ingest rows/s (any-node)", ">= 2.5x", 3.1, "met")
+    old = scale.summary(run(4, 30_000, 30.0, 20.0))  # a run from before --load-via: its one load was read-write
+    assert old["ingest"] == 30_000 and old["ingest_any"] is None and old["copy_retries"] is None
+
+
+def test_report_shows_any_node_ingest_and_the_retried_batches() -> None:
+    text = scale.render(runs(run(0, 10_000, 100.0, 10.0),
+                             with_loads(run(4, 0, 30.0, 20.0, 27.0), 24_000, 31_000, retries=2)))
+    assert "ingest rows/s, × single node (any-node endpoint)" in text
+    assert "| 20.0 | 27.0 | 31,000 | 2 |" in text  # q/s rw, q/s any-node, ingest any-node, batches retried
+    assert "| 4 worker groups | read-write | 1 | 3 | 1 | failed to COPY to shard 1 |" in text
