@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="reads step: clients for the leader (rw) vs standbys (ro) throughput")
     run.add_argument("--ro-dsn", help="reads step with --dsn: the read-only endpoint's DSN (with its options)")
     run.add_argument("--baseline-dsn", help="a single PostgreSQL+PostGIS database to compare with")
+    run.add_argument("--any-node-dsn", default="",
+                     help="the defaults step also measures the pruned query through this (any-node) endpoint")
     run.add_argument("--compare-datasets", default="uniform,skewed", help="compare on these data sets, in order")
     run.add_argument("--compare-concurrency", default="radius_500m,radius_5km,bbox,knn_10,vehicle_track",
                      help=f"compare throughput for these of {','.join(COMPARE_NAMES)} (50 km returns most rows: "
@@ -215,7 +217,7 @@ def defaults_step(args: argparse.Namespace, target: ClusterTarget | None, rw: st
                 for name in args.compare_datasets.split(",") if name]
     clients = max(int(c) for c in args.clients.split(","))
     return defaults.run(rw, nodes, args.baseline_dsn, datasets, params, args.warmup, args.repeat, clients,
-                        args.duration, args.parallel)
+                        args.duration, args.parallel, any_node=args.any_node_dsn)
 
 
 def reads(args: argparse.Namespace, target: ClusterTarget | None, rw: str, data: Dataset,

@@ -30,6 +30,8 @@ REPORTED = (*SESSION_SETTINGS, *CITUS_SETTINGS, "shared_buffers")
 PHASES = ("as shipped", "tuned", "tuned + spatial order")
 CLUSTER_PRUNED, CLUSTER_FUNCTION, SINGLE = ("cluster: pruned plain query", "cluster: vehicle_locations_within",
                                             "single node")
+# The pruned query through the any-node endpoint (every group's leader plans it): measured when given.
+CLUSTER_ANY_NODE = "cluster: pruned plain query via any-node"
 SINGLE_NODE_INDEX = f"{TABLE}_geom_idx"  # workload.SINGLE_NODE_SCHEMA's spatial index on location
 
 
@@ -89,7 +91,9 @@ def ratios(datasets: dict[str, Any], clients: int) -> dict[str, Any]:
     for name, entry in datasets.items():
         for phase, systems in entry["phases"].items():
             single = systems[SINGLE]
-            for system in (CLUSTER_PRUNED, CLUSTER_FUNCTION):
+            for system in (CLUSTER_PRUNED, CLUSTER_FUNCTION, CLUSTER_ANY_NODE):
+                if system not in systems:
+                    continue
                 mine = systems[system]
                 out[f"{name}, {phase}: 5 km p50, {system} / single node (target <= 0.75)"] = round(
                     mine["latency"]["radius_5km"]["p50"] / single["latency"]["radius_5km"]["p50"], 2)
@@ -124,12 +128,15 @@ def _measure(dsn: str, table: str, query: Query, params: dict[str, Any], warmup:
 
 
 def run(rw: str, nodes: Sequence[str], baseline: str, datasets: Sequence[Dataset], params: dict[str, Any],
-        warmup: int, repeat: int, clients: int, duration: float, parallel: int) -> dict[str, Any]:
+        warmup: int, repeat: int, clients: int, duration: float, parallel: int, any_node: str = "") -> dict[str, Any]:
     """`nodes`: superuser DSNs of the coordinator leader and every worker leader (where ALTER SYSTEM goes);
-    `baseline`: a single PostgreSQL + PostGIS server reached directly (not through PgBouncer)."""
+    `baseline`: a single PostgreSQL + PostGIS server reached directly (not through PgBouncer); `any_node`: the
+    any-node endpoint, measured too when given."""
     radius = next(q for q in COMPARE_QUERIES if q.name == "radius_5km")
     queries = {CLUSTER_PRUNED: (rw, DATA_TABLE, pruned(radius)), CLUSTER_FUNCTION: (rw, TABLE, radius.query(True)),
                SINGLE: (baseline, TABLE, radius.query(False))}
+    if any_node:
+        queries[CLUSTER_ANY_NODE] = (any_node, DATA_TABLE, pruned(radius))
     shipped_cluster = settings_of(nodes[0], (*SESSION_SETTINGS, *CITUS_SETTINGS), boot=True)
     shipped_single = settings_of(baseline, SESSION_SETTINGS, boot=True)
     out: dict[str, Any] = {"query": radius.what, "clients": clients, "duration_s": duration, "repeat": repeat,

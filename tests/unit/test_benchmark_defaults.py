@@ -67,3 +67,17 @@ def test_ratios_compare_each_cluster_path_with_the_single_node_in_the_same_phase
     assert out["uniform, tuned: 5 km at 16 clients, cluster: vehicle_locations_within q/s / single node "
                "(target >= 0.75)"] == 0.5
     assert out["uniform: shard rows max / mean (target <= 2)"] == 1.1
+
+
+def test_ratios_include_the_any_node_path_only_when_it_was_measured() -> None:
+    systems = {defaults.CLUSTER_PRUNED: _system(30.0, 15.0), defaults.CLUSTER_FUNCTION: _system(60.0, 10.0),
+               defaults.SINGLE: _system(40.0, 20.0)}
+    without = defaults.ratios({"uniform": {"skew": {"shard_rows_max_over_mean": 1.0}, "phases": {"tuned": systems}}},
+                              16)
+    assert not any("any-node" in key for key in without)
+    systems[defaults.CLUSTER_ANY_NODE] = _system(20.0, 18.0)
+    out = defaults.ratios({"uniform": {"skew": {"shard_rows_max_over_mean": 1.0}, "phases": {"tuned": systems}}}, 16)
+    assert out["uniform, tuned: 5 km p50, cluster: pruned plain query via any-node / single node "
+               "(target <= 0.75)"] == 0.5
+    assert out["uniform, tuned: 5 km at 16 clients, cluster: pruned plain query via any-node q/s / single node "
+               "(target >= 0.75)"] == 0.9
