@@ -68,8 +68,11 @@ COPY_RETRY_PAUSE = 2.0  # seconds before retry n is n × this (the worker's back
 WRITE_ROWS = 10_000  # rows per copy.write() (and per progress step)
 # Citus's coordinator->worker COPY failing in the transport (multi_copy.c SendCopyDataToPlacement: SQLSTATE
 # 58030 io_error; XX000 accepted too): libpq over TLS in non-blocking mode can lose its output buffer ("SSL
-# error: bad length" on the worker), see benchmarks/results/scale-out/notes.md.
-CITUS_COPY_TRANSPORT = re.compile(r"failed to COPY to shard|failed to send \d+ bytes", re.IGNORECASE)
+# error: bad length" on the worker), see benchmarks/results/scale-out/notes.md. The same lost worker connection
+# surfaces as "failure on connection marked as essential: host:port" (remote_transaction.c, XX000) when Citus
+# notices it outside the data path (ending the COPY, preparing the commit).
+CITUS_COPY_TRANSPORT = re.compile(
+    r"failed to COPY to shard|failed to send \d+ bytes|failure on connection marked as essential", re.IGNORECASE)
 # The server went away under the statement (shutdown, crash, not accepting connections yet): not the data.
 GONE = ("57P01", "57P02", "57P03")
 
@@ -79,8 +82,9 @@ def is_transport_failure(exc: BaseException) -> bool:
 
     Yes: a connection error without SQLSTATE (libpq: connection lost, SSL error), SQLSTATE class 08
     (connection exception), the server shutting down or restarting (57P01-57P03), and Citus's "failed to COPY
-    to shard" / "failed to send N bytes" (58030 or XX000). No: everything else, data errors above all (class
-    22, 23), and resource errors (53: disk full, out of memory) that a retry would only repeat."""
+    to shard" / "failed to send N bytes" / "failure on connection marked as essential" (58030 or XX000).
+    No: everything else, data errors above all (class 22, 23), and resource errors (53: disk full, out of
+    memory) that a retry would only repeat."""
     if not isinstance(exc, psycopg.Error):
         return False
     state = exc.sqlstate

@@ -160,6 +160,8 @@ def test_exhausted_retries_name_the_batch_and_the_last_error() -> None:
     (errors.lookup("58030")("failed to COPY to shard 1 on h:1"), True),
     (errors.lookup("58030")("could not read block 7 in file"), False),  # an I/O error that is not the transport
     (errors.lookup("08P01")("protocol violation"), True),
+    # Citus, a worker connection lost while ending the COPY or preparing its commit (remote_transaction.c)
+    (errors.lookup("XX000")("failure on connection marked as essential: 127.0.0.1:41207"), True),
     (errors.lookup("57P03")("the database system is starting up"), True),
     (errors.lookup("42P01")('relation "t" does not exist'), False),
     (ValueError("not a database error"), False),
