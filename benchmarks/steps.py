@@ -70,9 +70,13 @@ WRITE_ROWS = 10_000  # rows per copy.write() (and per progress step)
 # 58030 io_error; XX000 accepted too): libpq over TLS in non-blocking mode can lose its output buffer ("SSL
 # error: bad length" on the worker), see benchmarks/results/scale-out/notes.md. The same lost worker connection
 # surfaces as "failure on connection marked as essential: host:port" (remote_transaction.c, XX000) when Citus
-# notices it outside the data path (ending the COPY, preparing the commit).
+# notices it outside the data path (ending the COPY, preparing the commit), and as the worker's own words for a
+# dropped session, which Citus relays under XX000 ("terminating connection due to administrator command" in
+# make test, when a worker's COPY backend was terminated; libpq's texts for a dead socket).
 CITUS_COPY_TRANSPORT = re.compile(
-    r"failed to COPY to shard|failed to send \d+ bytes|failure on connection marked as essential", re.IGNORECASE)
+    r"failed to COPY to shard|failed to send \d+ bytes|failure on connection marked as essential"
+    r"|terminating connection due to administrator command|server closed the connection unexpectedly"
+    r"|connection not open|SSL SYSCALL error|SSL error", re.IGNORECASE)
 # The server went away under the statement (shutdown, crash, not accepting connections yet): not the data.
 GONE = ("57P01", "57P02", "57P03")
 
@@ -82,7 +86,7 @@ def is_transport_failure(exc: BaseException) -> bool:
 
     Yes: a connection error without SQLSTATE (libpq: connection lost, SSL error), SQLSTATE class 08
     (connection exception), the server shutting down or restarting (57P01-57P03), and Citus's "failed to COPY
-    to shard" / "failed to send N bytes" / "failure on connection marked as essential" (58030 or XX000).
+    to shard" and the other texts of a lost worker connection it relays (CITUS_COPY_TRANSPORT; 58030 or XX000).
     No: everything else, data errors above all (class 22, 23), and resource errors (53: disk full, out of
     memory) that a retry would only repeat."""
     if not isinstance(exc, psycopg.Error):

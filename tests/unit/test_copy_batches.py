@@ -162,6 +162,8 @@ def test_exhausted_retries_name_the_batch_and_the_last_error() -> None:
     (errors.lookup("08P01")("protocol violation"), True),
     # Citus, a worker connection lost while ending the COPY or preparing its commit (remote_transaction.c)
     (errors.lookup("XX000")("failure on connection marked as essential: 127.0.0.1:41207"), True),
+    # Citus relaying the worker's FATAL for a terminated COPY backend under XX000 (seen in make test)
+    (errors.lookup("XX000")("terminating connection due to administrator command"), True),
     (errors.lookup("57P03")("the database system is starting up"), True),
     (errors.lookup("42P01")('relation "t" does not exist'), False),
     (ValueError("not a database error"), False),
