@@ -402,12 +402,9 @@ class CitusCluster(pulumi.ComponentResource):
         itself); the rendered queries, its password as a 0600 file, the member's TLS files."""
         plan = self._plan
         directory = exporter_files.exporter_dir(plan, member)
-        owner = FILE_OWNERS["node"]
         uploads = [docker.ContainerUploadArgs(file=f"{directory}/{name}", content=text)
                    for name, text in exporter_files.render_exporter_files(plan, member).items()]
-        uploads.append(docker.ContainerUploadArgs(
-            file=f"{directory}/{exporter_files.PASSWORD_FILE}", content=pulumi.Output.secret(password), owner=owner,
-            group=owner, permissions=SECRET_FILE_MODE))
+        uploads.append(self._secret_upload(f"{directory}/{exporter_files.PASSWORD_FILE}", password))
         return self._sidecar(f"{member.name}-exporter", member, container, image, certificates,
                              exporter_files.exporter_command(plan, member),
                              exporter_files.exporter_env(plan, member), uploads)
@@ -425,13 +422,10 @@ class CitusCluster(pulumi.ComponentResource):
         file (secret), the member's TLS files."""
         plan = self._plan
         directory = pgbouncer_exporter_files.pgbouncer_exporter_dir(plan, member)
-        owner = FILE_OWNERS["node"]
         uploads = [docker.ContainerUploadArgs(file=f"{directory}/{name}", content=text)
                    for name, text in pgbouncer_exporter_files.render_pgbouncer_exporter_files(plan, member).items()]
-        uploads.append(docker.ContainerUploadArgs(
-            file=f"{directory}/{pgbouncer_exporter_files.PGPASS_FILE}",
-            content=pulumi.Output.secret(password).apply(pgbouncer_exporter_files.render_pgpass), owner=owner,
-            group=owner, permissions=SECRET_FILE_MODE))
+        uploads.append(self._secret_upload(f"{directory}/{pgbouncer_exporter_files.PGPASS_FILE}",
+                                           password.apply(pgbouncer_exporter_files.render_pgpass)))
         return self._sidecar(f"{member.name}-pgbouncer-exporter", member, container, image, certificates,
                              pgbouncer_exporter_files.pgbouncer_exporter_command(plan, member),
                              pgbouncer_exporter_files.pgbouncer_exporter_env(plan, member), uploads)
