@@ -13,8 +13,9 @@ their starter recorded, see signal_reload).
 
 The harness rotates through this module too, so the path Docker stacks take is the one the real-process tests
 run. The order is the harness's, measured there: PgBouncer's auth_user and file first (provisioning then logs in
-through the read-write port, i.e. through PgBouncer), then the roles, then Patroni's file and reload, and it
-returns once every replica's pgpass holds the new replication password.
+through the read-write port, i.e. through PgBouncer), then the roles, a login as the application role through
+PgBouncer (prime_pool), then Patroni's file and reload, and it returns once every replica's pgpass holds the new
+replication password.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from cluster.plan import REPLICATION_USER, RESTAPI_USER
 from cluster.provision import ProvisionError, ProvisionResult
 from cluster.provision.rest import rest_json, rest_send
 from cluster.provision.rest import role as member_role
-from cluster.provision.roles import ensure_pooler_auth, login, unlogged
+from cluster.provision.roles import ensure_pooler_auth, login, unlogged, with_password
 from cluster.provision.target import ClusterTarget, MemberTarget
 from cluster.render.secret_files import MemberSecrets
 
@@ -55,6 +56,8 @@ def rotate(target: ClusterTarget, secrets: Sequence[MemberSecrets], previous_sup
                 signal_reload(conn, s.member, "PgBouncer", s.pooler_pid_file)
     result = provision_step()
     result.passwords_changed = changed + result.passwords_changed
+    if target.pooler_password and target.app_password:
+        prime_pool(target)
     for s in secrets:
         with _session(by_name[s.member], passwords) as conn:
             write_file(conn, s.patroni_file, s.patroni_text)
@@ -73,6 +76,21 @@ def rotate(target: ClusterTarget, secrets: Sequence[MemberSecrets], previous_sup
               "Patroni to write the new replication password into its pgpass")
     log.info("secret files delivered to %d members; Patroni and PgBouncer reloaded", len(secrets))
     return result
+
+
+def prime_pool(target: ClusterTarget) -> None:
+    """One login as the application role with its new password through the read-write port, i.e. the leader's
+    PgBouncer. PgBouncer 1.18 opens server connections with the SCRAM keys of the role's latest client login, and
+    its reload (the new auth file) dropped the idle ones: a session that logged in before the rotation would wait
+    for a server connection, until query_wait_timeout (120 s), for someone to log in with the new password."""
+    dsn = with_password(target.rw_dsn, target.app_password, user=target.app_user)
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5, prepare_threshold=None) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        raise ProvisionError(f"the application role {target.app_user!r} could not log in through the read-write "
+                             f"port with its new password ({exc}); sessions pooled by PgBouncer before the "
+                             "rotation wait for a server connection until one does") from exc
 
 
 def ensure_adminpack(target: ClusterTarget, passwords: Sequence[str]) -> None:

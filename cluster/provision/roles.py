@@ -239,11 +239,11 @@ def _has_authinfo(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('pg_catalog.pg_dist_authinfo') IS NOT NULL").fetchone() == (True,)
 
 
-def with_password(dsn: str, password: str) -> str:
-    """`dsn` with its password replaced (the URL form the target carries)."""
+def with_password(dsn: str, password: str, user: str | None = None) -> str:
+    """`dsn` with its password (and, given `user`, its role) replaced (the URL form the target carries)."""
     parts = urlsplit(dsn)
     user_host = parts.netloc.rsplit("@", 1)
-    user = user_host[0].split(":", 1)[0]
+    user = quote(user, safe="") if user is not None else user_host[0].split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{user_host[-1]}"))
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
+import threading
 import time
 import urllib.error
 from collections.abc import Iterator
@@ -161,12 +163,15 @@ def test_rotating_every_database_password_on_a_running_cluster(cluster: Harness)
                         monitoring=old.monitoring, pooler="po-" + "v" * 20 + "Rotated5")
         files = [*read_migrations(SQL_DIR), *_later_migration()]
         # Opened with the old app password, straight to the coordinator leader: what must go on is the session and
-        # Citus's node connections under it. (Through PgBouncer such a session waits for a server connection until
-        # a client logs in with the new password: PgBouncer 1.18 opens them with the role's latest SCRAM keys, and
-        # reloading its auth file drops its idle ones; see the README.)
+        # Citus's node connections under it.
         leader = cluster.member(cluster.leader(0))
         session = psycopg.connect(cluster.plan.member_dsn(leader, old.app, cluster.config.citus.app_user),
                                   autocommit=True)
+        # And one through the read-write port, i.e. transaction-pooled by the leader's PgBouncer, which needs a new
+        # server connection after the rotation (reloading PgBouncer's auth file drops its idle ones) and opens it
+        # with the role's latest SCRAM keys from a client login.
+        pooled = psycopg.connect(_app_dsn(cluster), autocommit=True, prepare_threshold=None)
+        pooled.execute("SELECT 1")
         started = time.monotonic()
         result = cluster.rotate_passwords(new, files)
         took = time.monotonic() - started
@@ -176,6 +181,9 @@ def test_rotating_every_database_password_on_a_running_cluster(cluster: Harness)
     print(f"rotation took {took:.1f} s: {result.passwords_changed}")
     with session:  # sessions open across the rotation go on (Citus's node connections included)
         session.execute(workload.SEED_INSERT.format(table=workload.TABLE), {"rows": 10})
+    with pooled:
+        waited = _statement_time(pooled, workload.SEED_INSERT.format(table=workload.TABLE), {"rows": 10})
+    print(f"a pooled session opened before the rotation ran its next statement in {waited:.2f} s")
     assert any(SUPERUSER in c for c in result.passwords_changed)
     assert any(REPLICATION_USER in c for c in result.passwords_changed)
 
@@ -236,6 +244,32 @@ def test_stats_password_rotation_reloads_haproxy_without_cutting_a_session(clust
     assert stats_status(url.rstrip("/") + METRICS_PATH, old.stats, ca) == 401
     mode = Path(cluster.plan.balancer.secrets_path).stat().st_mode & 0o777
     assert mode == 0o600, oct(mode)
+
+
+def _statement_time(conn: psycopg.Connection, statement: str, params: dict[str, object],
+                    limit: float = 15.0) -> float:
+    """Run `statement`, given up after `limit` seconds (a session stalled on PgBouncer's pool would wait for
+    query_wait_timeout, 120 s, and PgBouncer drops a cancel request for a client without a server connection);
+    returns how long it took."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            conn.execute(statement, params)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            errors.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive():
+        socket.socket(fileno=os.dup(conn.fileno())).shutdown(socket.SHUT_RDWR)  # ends the waiting statement
+        worker.join(10)
+        pytest.fail(f"the statement still waited for a server connection after {limit:.0f} s")
+    if errors:
+        raise errors[0]
+    return time.monotonic() - started
 
 
 def _assert_delivered_files_are_private(cluster: Harness, new: Passwords[str]) -> None:

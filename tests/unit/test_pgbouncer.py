@@ -9,7 +9,7 @@ import pytest
 
 from cluster.config import ConfigError, load_config
 from cluster.plan import CONTAINER_PORTS, LocalLayout, PortBook, build_plan, ports_needed
-from cluster.provision.roles import POOLER_FUNCTION_SQL
+from cluster.provision.roles import POOLER_FUNCTION_SQL, with_password
 from cluster.provision.scram import pooled_verifier, verifies
 from cluster.provision.target import target_from_plan
 from cluster.render import render_dockerfile, render_files, render_haproxy, render_pgbouncer, render_pgbouncer_auth
@@ -181,6 +181,16 @@ def test_target_carries_the_pooler_password_only_when_pooling() -> None:
     off = plan_for({"pooling": {"enabled": False}})
     assert target_from_plan(off, "su", "app", pooler_password="po").pooler_password == ""
     assert "po" not in repr(target_from_plan(plan_for(), "su", "app", pooler_password="po"))
+
+
+def test_the_rotations_pool_priming_login_is_the_app_role_through_read_write() -> None:
+    """delivery.prime_pool logs in as the application role on the read-write URL: user and password replaced,
+    quoted, everything else (host, port, database, TLS) kept."""
+    target = target_from_plan(plan_for(), "su", "app-pw", pooler_password="po")
+    dsn = with_password(target.rw_dsn, "n@w:p/w", user="my app")
+    assert dsn.startswith("postgresql://my%20app:n%40w%3Ap%2Fw@")
+    assert dsn.split("@", 1)[1] == target.rw_dsn.split("@", 1)[1]
+    assert with_password(target.rw_dsn, "x") == target.rw_dsn.replace(":su@", ":x@")
 
 
 @pytest.fixture(scope="module")
