@@ -47,7 +47,7 @@ from cluster.render import pgbouncer_exporter as pgbouncer_exporter_files
 from cluster.render import prometheus as prometheus_files
 from cluster.render.dockerfile import monitoring_image_spec
 from cluster.render.etcd import etcd_client_flags
-from cluster.render.haproxy import haproxy_command, render_haproxy_secrets
+from cluster.render.haproxy import LAUNCHER, courier_command, haproxy_command, render_haproxy_secrets
 from cluster.render.pgbackrest import S3_KEY_ENV, render_pgbackrest
 from cluster.render.pgbackrest import config_path as pgbackrest_config_path
 from cluster.render.secret_files import all_member_secrets, patroni_secrets_path
@@ -339,25 +339,53 @@ class CitusCluster(pulumi.ComponentResource):
         certificates: Certificates,
         depends_on: list[docker.Container],
     ) -> docker.Container:
+        """HAProxy under its launcher (cluster.render.haproxy.LAUNCHER), which reloads it when the secrets file in
+        its volume changes; that file is written by a one-shot courier container (_stats_courier), so a new stats
+        password replaces the courier and reloads HAProxy: the balancer's container and sessions stay."""
         balancer = self._plan.balancer
+        volume = docker.Volume(balancer.secrets_volume, name=balancer.secrets_volume, opts=self._opts())
+        courier = self._stats_courier(image, volume, stats_password)
         return self._container(
             balancer.name,
             network,
             self._plan.config.resources.haproxy,
-            depends_on=list(depends_on),
+            depends_on=[*depends_on, courier],
             image=image.image_id,
             ports=[self._port(role, port) for role, port in balancer.published.items()],
             # Ours, not the image's entrypoint script: both files, master-worker (SIGUSR2 reloads), foreground.
             entrypoints=haproxy_command(self._plan),
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=balancer.secrets_dir,
+                                                read_only=True)],
             uploads=[
                 docker.ContainerUploadArgs(file=balancer.config_path, content=render_haproxy(self._plan)),
-                docker.ContainerUploadArgs(
-                    file=balancer.secrets_path,
-                    content=pulumi.Output.secret(stats_password).apply(render_haproxy_secrets),
-                    owner=FILE_OWNERS["haproxy"], group=FILE_OWNERS["haproxy"], permissions=SECRET_FILE_MODE,
-                ),
+                docker.ContainerUploadArgs(file=balancer.launcher_path, content=LAUNCHER),
                 *self._tls_uploads(balancer.name, certificates, FILE_OWNERS["haproxy"]),
             ],
+        )
+
+    def _stats_courier(
+        self, image: docker.RemoteImage, volume: docker.Volume, stats_password: pulumi.Output[str]
+    ) -> docker.Container:
+        """Runs once per stats password: copies its upload into HAProxy's secrets volume (0600, HAProxy's user, by
+        a rename) and exits. Its upload changing replaces it (deleted first: the name is fixed), which runs the
+        copy again; HAProxy's launcher sees the new file within a second and reloads."""
+        balancer = self._plan.balancer
+        staged = f"/run/courier/{balancer.secrets_path.rsplit('/', 1)[1]}"
+        return docker.Container(
+            f"{balancer.name}-courier",
+            name=f"{balancer.name}-courier",
+            image=image.image_id,
+            user="0",  # the volume's directory is root's; the file it leaves is HAProxy's user's
+            entrypoints=courier_command(self._plan, staged, FILE_OWNERS["haproxy"]),
+            network_mode="none",
+            attach=True,  # create waits for the copy to finish ...
+            must_run=False,  # ... and an exited courier is its expected state, not a container to restart
+            restart="no",
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=balancer.secrets_dir)],
+            uploads=[docker.ContainerUploadArgs(
+                file=staged, content=pulumi.Output.secret(stats_password).apply(render_haproxy_secrets),
+                permissions=SECRET_FILE_MODE)],
+            opts=self._opts(delete_before_replace=True),
         )
 
     def _monitoring(

@@ -184,10 +184,31 @@ class Balancer:
     config_path: str = HAPROXY_CONFIG_PATH
 
     @property
+    def config_dir(self) -> str:
+        return self.config_path.rsplit("/", 1)[0]
+
+    @property
+    def secrets_dir(self) -> str:
+        """Where the secrets file lives, alone: in Docker a volume shared with the one-shot container that writes
+        a new stats password (the HAProxy container itself is never replaced for one)."""
+        return f"{self.config_dir}/secrets"
+
+    @property
     def secrets_path(self) -> str:
-        """The second config file, beside the first: the stats credential only (0600). HAProxy reads both at
-        start and again on a reload (SIGUSR2 to its master), so a new stats password needs no restart."""
-        return f"{self.config_path.rsplit('/', 1)[0]}/stats-users.cfg"
+        """The second config file: the stats credential only (0600). HAProxy reads both at start and again on a
+        reload (SIGUSR2 to its master), which its launcher sends when this file changes (launcher_path)."""
+        return f"{self.secrets_dir}/stats-users.cfg"
+
+    @property
+    def secrets_volume(self) -> str:
+        """The Docker volume at secrets_dir."""
+        return f"{self.name}-secrets"
+
+    @property
+    def launcher_path(self) -> str:
+        """The script HAProxy runs under (cluster.render.haproxy.LAUNCHER): starts it, reloads it on a new
+        secrets file, passes stop signals on."""
+        return f"{self.config_dir}/haproxy-launcher.sh"
 
 
 @dataclass(frozen=True)

@@ -370,6 +370,7 @@ class Harness:
                     (directory / name).write_text(text)
         self._write_secrets()
         Path(self.plan.balancer.config_path).write_text(files["haproxy.cfg"])
+        Path(self.plan.balancer.launcher_path).write_text(files["haproxy-launcher.sh"])
         for e in self.plan.etcd:
             Path(e.data_dir).parent.mkdir(parents=True, exist_ok=True)
         for directory in pgbackrest.local_dirs(self.plan):
@@ -395,6 +396,7 @@ class Harness:
                 _write_private(Path(pgbouncer_exporter.pgbouncer_exporter_dir(self.plan, member))
                                / pgbouncer_exporter.PGPASS_FILE, pgbouncer_exporter.render_pgpass(
                                    self.passwords.monitoring))
+        Path(self.plan.balancer.secrets_dir).mkdir(parents=True, exist_ok=True)
         _write_private(Path(self.plan.balancer.secrets_path), render_haproxy_secrets(self.passwords.stats))
 
     def rotate_passwords(self, new: Passwords[str], files: list[Migration]) -> ProvisionResult:
@@ -405,14 +407,15 @@ class Harness:
         the new replication password, so a reconnect right after the rotation cannot still find the old one.
 
         What only the harness has on the side: the exporters' password files (an exporter reads its file once,
-        at start: restarted) and HAProxy's stats file (reload_haproxy: no session through it is cut)."""
+        at start: restarted) and HAProxy's stats file (its launcher reloads HAProxy: no session through it is
+        cut; the Docker stack's one-shot courier container writes that file the same way)."""
         old, self.passwords = self.passwords, new
         target = replace(self.target, rest_password=old.rest_api)
         result = delivery.rotate(self.target, all_member_secrets(self.plan, new), [old.superuser],
                                  lambda: provision(target, files, previous_superuser_passwords=[old.superuser]))
-        self._write_side_secrets()
+        self._write_side_secrets()  # HAProxy's launcher sees its new secrets file and reloads it
         if new.stats != old.stats:
-            self.reload_haproxy(old.stats)
+            self.wait_stats_password(old.stats)
         if new.monitoring != old.monitoring:  # the exporter reads its password file once, at start
             names = [self.exporter_name(m.name) for m in self.plan.members]
             self._stop_procs(names)
@@ -786,12 +789,11 @@ class Harness:
     def start_haproxy(self, timeout: float = 30.0) -> None:
         self._start_haproxy(timeout)
 
-    def reload_haproxy(self, old_stats: str, timeout: float = 30.0) -> None:
-        """HAProxy rereads both files (its secrets file already holds the new stats password): SIGUSR2 to the
-        master starts new workers on the same listeners; the old ones finish their sessions, so no client
-        connection is cut. Returns once the stats page refuses the old password and takes the new one."""
+    def wait_stats_password(self, old_stats: str, timeout: float = 30.0) -> None:
+        """Until the stats page refuses the old password and takes the new one: HAProxy's launcher reloads it
+        (SIGUSR2 to the master: new workers on the same listeners, the old ones finish their sessions) within a
+        second of seeing a new secrets file."""
         b = self.plan.balancer
-        os.kill(self.procs[b.name].pid, signal.SIGUSR2)
         url, ca = self.plan.stats_url, self.ca_file
         self._wait(b.name, lambda: (stats_status(url, old_stats, ca), stats_status(url, self.passwords.stats, ca))
                    == (401, 200), timeout, "HAProxy to take the new stats password")
@@ -902,14 +904,17 @@ def prefix_range(prefix: str) -> tuple[bytes, bytes]:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """`text` into a new file at `path`, mode 0600 from its creation, owned by the server user."""
+    """`text` into a new file at `path`, mode 0600 from its creation, owned by the server user; put in place by a
+    rename, so a reader that watches the file (HAProxy's launcher) never sees half of it."""
     user = processes.server_user()
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    staged = path.with_name(f".{path.name}.new")
+    staged.unlink(missing_ok=True)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     if user is not None:
         os.fchown(fd, user.pw_uid, user.pw_gid)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    staged.replace(path)
 
 
 def stats_status(url: str, password: str, ca_file: str) -> int:

@@ -6,7 +6,7 @@ from cluster.plan import Plan
 from cluster.render.dockerfile import image_spec, render_dockerfile
 from cluster.render.etcd import etcd_command
 from cluster.render.exporter import render_queries
-from cluster.render.haproxy import render_haproxy
+from cluster.render.haproxy import LAUNCHER, render_haproxy
 from cluster.render.patroni import (
     CONFIG_FILE,
     SECRETS_FILE,
@@ -36,7 +36,8 @@ __all__ = [
 
 def render_files(plan: Plan) -> dict[str, str]:
     """Every credential-free file of the cluster, by path relative to an output directory."""
-    files = {"Dockerfile": render_dockerfile(plan), "haproxy.cfg": render_haproxy(plan)}
+    files = {"Dockerfile": render_dockerfile(plan), "haproxy.cfg": render_haproxy(plan),
+             "haproxy-launcher.sh": LAUNCHER}
     for member in plan.members:
         files[f"patroni/{member.name}/{CONFIG_FILE}"] = render_patroni(plan, member)
         if plan.config.backups.enabled:

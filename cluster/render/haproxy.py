@@ -117,11 +117,56 @@ def render_haproxy_secrets(stats_password: str) -> str:
     ])
 
 
+# HAProxy's launcher, the same in the container and in the harness: whoever writes a new secrets file (Docker: the
+# one-shot courier container through the shared volume; the harness: itself) needs no channel to HAProxy's
+# processes, and the container is never replaced for a new stats password. POSIX sh (dash in Debian and in the
+# official haproxy image). The watch is a child of its own that ends with the master; the launcher waits for the
+# master (again after a trapped signal interrupted the wait) and exits with its status.
+LAUNCHER = r"""#!/bin/sh
+# HAProxy's launcher, rendered by citus-cluster: runs HAProxy (master-worker) and reloads it when its secrets
+# file changes: SIGUSR2 to the master starts new workers on the same listeners while the old ones finish their
+# sessions, so no connection is cut. Stop signals are passed on (USR1: soft stop, the haproxy image's).
+# Usage: haproxy-launcher.sh SECRETS_FILE HAPROXY_COMMAND...
+secrets=$1
+shift
+"$@" &
+master=$!
+trap 'kill -TERM "$master" 2>/dev/null' TERM INT
+trap 'kill -USR1 "$master" 2>/dev/null' USR1
+(
+    seen=$(cksum < "$secrets" 2>/dev/null)
+    while kill -0 "$master" 2>/dev/null && sleep 1; do
+        now=$(cksum < "$secrets" 2>/dev/null) || continue
+        [ "$now" = "$seen" ] && continue
+        seen=$now
+        echo "haproxy-launcher: $secrets changed: reloading HAProxy (SIGUSR2 to $master)" >&2
+        kill -USR2 "$master"
+    done
+) &
+while :; do
+    wait "$master"
+    status=$?
+    [ "$status" -gt 128 ] && kill -0 "$master" 2>/dev/null && continue  # a trapped signal, not its end
+    exit "$status"
+done
+"""
+RELOAD_POLL_SECONDS = 1  # the launcher's look at the secrets file (`sleep 1` above)
+
+
 def haproxy_command(plan: Plan, binary: str = "haproxy") -> list[str]:
-    """Both files, in master-worker mode (-W) so that SIGUSR2 to the master rereads them and new workers take the
-    listeners while the old ones finish their sessions; -db keeps it in the foreground."""
+    """HAProxy under its launcher (LAUNCHER, at the balancer's launcher_path): both files, master-worker mode (-W)
+    so that SIGUSR2 to the master rereads them and new workers take the listeners while the old ones finish their
+    sessions; -db keeps it in the foreground."""
     b = plan.balancer
-    return [binary, "-W", "-db", "-f", b.config_path, "-f", b.secrets_path]
+    return ["/bin/sh", b.launcher_path, b.secrets_path, binary, "-W", "-db", "-f", b.config_path, "-f", b.secrets_path]
+
+
+def courier_command(plan: Plan, staged: str, owner: str) -> list[str]:
+    """The Docker stack's one-shot writer of the secrets file: copies its upload (`staged`) into the volume HAProxy
+    reads, owned by HAProxy's user, 0600, by a rename (HAProxy's launcher never sees half a file)."""
+    target = plan.balancer.secrets_path
+    script = ('set -eu; tmp="$2.new"; cp "$1" "$tmp"; chown "$3:$3" "$tmp"; chmod 600 "$tmp"; mv -f "$tmp" "$2"')
+    return ["/bin/sh", "-c", script, "courier", staged, target, owner]
 
 
 def _any_node(plan: Plan) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -222,12 +223,14 @@ def test_wal_receivers_log_in_with_the_rotated_replication_password(cluster: Har
 
 
 def test_stats_password_rotation_reloads_haproxy_without_cutting_a_session(cluster: Harness) -> None:
-    """HAProxy reads the stats password from its second file; the rotation rewrites it and sends SIGUSR2 to the
-    master: the same master goes on, a session opened through it before keeps its backend, and the stats page and
-    /metrics take only the new password (one with every character HAProxy's syntax treats specially)."""
+    """HAProxy reads the stats password from its second file; the rotation rewrites it and HAProxy's launcher
+    (the Docker container's entrypoint too) sends SIGUSR2 to the master: the same master goes on, a session opened
+    through it before keeps its backend, and the stats page and /metrics take only the new password (one with
+    every character HAProxy's syntax treats specially)."""
     old = cluster.passwords
     new = replace(old, stats="""St'ats "$HOME" \\ #rotated """ + "q" * 12)
-    balancer = cluster.procs[cluster.plan.balancer.name].pid
+    balancer = cluster.procs[cluster.plan.balancer.name].pid  # the launcher
+    master = _haproxy_master(balancer)
     url, ca = cluster.plan.stats_url, cluster.ca_file
     with psycopg.connect(cluster.dsn(), autocommit=True) as session:
         pid = session.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -238,6 +241,7 @@ def test_stats_password_rotation_reloads_haproxy_without_cutting_a_session(clust
     print(f"rotation with a new stats password took {took:.1f} s")
     assert cluster.procs[cluster.plan.balancer.name].pid == balancer and cluster.procs[
         cluster.plan.balancer.name].alive()
+    assert _haproxy_master(balancer) == master
     assert stats_status(url, old.stats, ca) == 401
     assert stats_status(url, new.stats, ca) == 200
     assert stats_status(url.rstrip("/") + METRICS_PATH, new.stats, ca) == 200
@@ -270,6 +274,14 @@ def _statement_time(conn: psycopg.Connection, statement: str, params: dict[str, 
     if errors:
         raise errors[0]
     return time.monotonic() - started
+
+
+def _haproxy_master(launcher: int) -> int:
+    """HAProxy's master: the launcher's child named haproxy."""
+    found = subprocess.run(["pgrep", "-P", str(launcher), "-x", "haproxy"], capture_output=True, text=True)
+    pids = found.stdout.split()
+    assert len(pids) == 1, f"expected one HAProxy master under the launcher {launcher}, found {pids}"
+    return int(pids[0])
 
 
 def _assert_delivered_files_are_private(cluster: Harness, new: Passwords[str]) -> None:

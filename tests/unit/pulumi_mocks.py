@@ -27,6 +27,7 @@ class Registration:
     provider: str
     alias_types: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
 
 class EchoMocks(pulumi.runtime.Mocks):
@@ -69,6 +70,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     provider=request.provider,
                     alias_types=[a.spec.type for a in request.aliases if a.HasField("spec")],
                     ignore_changes=list(request.ignoreChanges),
+                    delete_before_replace=request.deleteBeforeReplace,
                 )
             )
         return response

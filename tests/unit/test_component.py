@@ -10,6 +10,7 @@ import pytest
 from cluster.config import load_config
 from cluster.plan import build_plan
 from cluster.render import SECRETS_FILE, image_spec, render_patroni, render_pgbackrest
+from cluster.render.haproxy import LAUNCHER, courier_command
 from tests.unit.pulumi_mocks import Deployment, deploy
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -35,15 +36,15 @@ def is_secret(value: object) -> bool:
 
 
 def test_dev_stack_declares_exactly_these_resources(dev: Deployment) -> None:
-    # 2 coordinators + 3 worker groups x 2 = 8 database members; 3 etcd; 1 HAProxy.
+    # 2 coordinators + 3 worker groups x 2 = 8 database members; 3 etcd; 1 HAProxy and its stats courier.
     assert type_counts(dev) == {
         "CitusCluster": 1,
         "Network": 1,
         "Image": 1,
         "RemoteImage": 2,
         "RandomPassword": 6,  # superuser, replication, REST API, stats, app, PgBouncer's auth_user
-        "Volume": 8 + 3 + 1,  # + the backup repository
-        "Container": 8 + 3 + 1,
+        "Volume": 8 + 3 + 1 + 1,  # + the backup repository, HAProxy's secrets
+        "Container": 8 + 3 + 1 + 1,
         "Provisioning": 1,  # dynamic resources, each under its own type
         "Certificates": 1,  # the stack's CA and per-process certificates, kept in the state
         "WorkerGroup": 3,  # one registration per worker group
@@ -53,8 +54,8 @@ def test_dev_stack_declares_exactly_these_resources(dev: Deployment) -> None:
 def test_large_stack_scales_members_volumes_and_containers(large: Deployment) -> None:
     # 3 coordinators + 4 worker groups x 3 = 15 database members.
     counts = type_counts(large)
-    assert counts["Volume"] == 15 + 3 + 1
-    assert counts["Container"] == 15 + 3 + 1
+    assert counts["Volume"] == 15 + 3 + 1 + 1
+    assert counts["Container"] == 15 + 3 + 1 + 1
     assert counts["Network"] == 1 and counts["Image"] == 1
 
 
@@ -62,7 +63,10 @@ def test_large_stack_scales_members_volumes_and_containers(large: Deployment) ->
 def test_every_container_is_on_the_cluster_network(which: str, request: pytest.FixtureRequest) -> None:
     d: Deployment = request.getfixturevalue(which)
     network = d.of_type("Network")[0].inputs["name"]
+    assert d.named("citus-haproxy-courier").inputs["networkMode"] == "none"  # a file copy: no network at all
     for container in d.of_type("Container"):
+        if container.name == "citus-haproxy-courier":
+            continue
         attachments = container.inputs["networksAdvanced"]
         assert [a["name"] for a in attachments] == [network], container.name
         assert attachments[0]["aliases"] == [container.inputs["name"]]
@@ -70,12 +74,14 @@ def test_every_container_is_on_the_cluster_network(which: str, request: pytest.F
 
 @pytest.mark.parametrize("which", ["dev", "large"])
 def test_every_database_member_has_its_own_volume(which: str, request: pytest.FixtureRequest) -> None:
-    """Data volumes are private; the one backup repository volume is mounted by every database member."""
+    """Data volumes are private; the one backup repository volume is mounted by every database member (HAProxy's
+    secrets volume by HAProxy and its courier, test_haproxy_runs_under_its_launcher...)."""
     d: Deployment = request.getfixturevalue(which)
     mounts = [(c.name, v["volumeName"]) for c in d.of_type("Container") for v in c.inputs.get("volumes", [])]
-    volumes = [name for _, name in mounts if name != "citus-backups"]
+    shared = {"citus-backups", "citus-haproxy-secrets"}
+    volumes = [name for _, name in mounts if name not in shared]
     assert len(volumes) == len(set(volumes)), "a data volume is mounted by two containers"
-    assert set(volumes) | {"citus-backups"} == {v.inputs["name"] for v in d.of_type("Volume")}
+    assert set(volumes) | shared == {v.inputs["name"] for v in d.of_type("Volume")}
     members = [c for c in d.of_type("Container") if "-coordinator-" in c.name or "-worker" in c.name]
     for member in members:
         paths = {v["volumeName"]: v["containerPath"] for v in member.inputs["volumes"]}
@@ -138,23 +144,40 @@ def test_passwords_appear_in_inputs_only_as_secrets(tmp_path: Path) -> None:
             assert "generated-" not in plain_text(value), f"{registration.name}.{key}"
             assert "PRIVATE KEY" not in plain_text(value), f"{registration.name}.{key}"
             carriers += is_secret(value) and key != "__provider"  # Pulumi keeps dynamic providers secret
-    # 8 members carry the secrets file and their TLS key, HAProxy its stats-password file and TLS key (in its
-    # uploads; nothing in its environment), the 3 etcd members their TLS key, the 4 dynamic resources
+    # 8 members carry the secrets file and their TLS key, HAProxy its TLS key, its courier the stats-password
+    # file (in uploads; nothing in an environment), the 3 etcd members their TLS key, the 4 dynamic resources
     # (provisioning + 3 worker groups) the DSNs they connect with, and provisioning the members' secret files it
     # delivers on a rotation.
-    assert carriers == 8 + 1 + 3 + 4 + 1
-    haproxy = d.named("citus-haproxy").inputs
-    assert is_secret(haproxy["uploads"]) and not haproxy.get("envs")
+    assert carriers == 8 + 1 + 1 + 3 + 4 + 1
+    for name in ("citus-haproxy", "citus-haproxy-courier"):
+        assert is_secret(d.named(name).inputs["uploads"]) and not d.named(name).inputs.get("envs")
 
 
-def test_haproxy_reads_its_stats_password_from_a_second_file_and_reloads_on_usr2(dev: Deployment) -> None:
-    """The image's entrypoint script is not trusted to pass both files: ours runs HAProxy in master-worker mode
-    (-W), so a new stats file is taken on SIGUSR2 without a restart."""
-    haproxy = dev.named("citus-haproxy").inputs
-    config, secrets = haproxy["uploads"]["value"][:2]
-    assert haproxy["entrypoints"] == ["haproxy", "-W", "-db", "-f", config["file"], "-f", secrets["file"]]
-    assert secrets["permissions"] == "0600" and "userlist stats_users" in secrets["content"]
-    assert "insecure-password" not in config["content"]
+def test_haproxy_runs_under_its_launcher_and_a_courier_writes_its_stats_password(dev: Deployment) -> None:
+    """A new stats password must not replace the HAProxy container: the password is the upload of a one-shot
+    courier container (replaced, deleted first, for a new password) that copies it into a volume HAProxy mounts
+    read-only; HAProxy runs under its launcher, which reloads it (SIGUSR2, master-worker) when that file changes."""
+    plan = build_plan(load_config({}).config)
+    b = plan.balancer
+    haproxy = dev.named("citus-haproxy")
+    courier = dev.named("citus-haproxy-courier")
+    uploads = {u["file"]: u for u in haproxy.inputs["uploads"]["value"]}
+    assert haproxy.inputs["entrypoints"] == ["/bin/sh", b.launcher_path, b.secrets_path, "haproxy", "-W", "-db",
+                                             "-f", b.config_path, "-f", b.secrets_path]
+    assert uploads[b.launcher_path]["content"] == LAUNCHER
+    assert b.secrets_path not in uploads and "insecure-password" not in uploads[b.config_path]["content"]
+    mount = haproxy.inputs["volumes"][0]
+    assert (mount["containerPath"], mount["readOnly"], mount["volumeName"]) == (b.secrets_dir, True, b.secrets_volume)
+    assert courier.urn in haproxy.dependencies
+
+    staged = courier.inputs["uploads"]["value"][0]
+    assert staged["permissions"] == "0600" and "userlist stats_users" in staged["content"]
+    assert staged["content"].count("generated-statsPassword") == 1
+    assert courier.inputs["entrypoints"] == courier_command(plan, staged["file"], "99")
+    assert courier.inputs["volumes"][0]["volumeName"] == b.secrets_volume
+    assert courier.inputs["volumes"][0]["containerPath"] == b.secrets_dir
+    assert (courier.inputs["attach"], courier.inputs["mustRun"], courier.inputs["networkMode"]) == (True, False, "none")
+    assert courier.delete_before_replace and not haproxy.delete_before_replace
 
 
 def test_supplied_secret_password_is_used_and_not_generated(tmp_path: Path) -> None:
@@ -254,7 +277,8 @@ def test_volumes_are_retained_on_destroy_only_when_configured(tmp_path: Path, de
         tmp_path,
         secrets={"superuserPassword": "a" * 16, "replicationPassword": "b" * 16},
     )
-    assert all(v.retain_on_delete for v in kept.of_type("Volume"))
+    # Not HAProxy's secrets volume: it holds only the stats password, which the next stack's courier writes anew.
+    assert {v.name for v in kept.of_type("Volume") if not v.retain_on_delete} == {"citus-haproxy-secrets"}
 
 
 def test_invalid_config_declares_nothing(tmp_path: Path) -> None:
@@ -285,7 +309,7 @@ def test_dynamic_resources_have_their_own_types_and_alias_the_generic_one(dev: D
 
 def test_provisioning_runs_after_every_member_and_haproxy(dev: Deployment) -> None:
     provisioning = dynamic(dev, "provisioning")
-    containers = {c.urn for c in dev.of_type("Container") if "-etcd-" not in c.name}
+    containers = {c.urn for c in dev.of_type("Container") if "-etcd-" not in c.name and "-courier" not in c.name}
     assert containers <= set(provisioning.dependencies)
     assert is_secret(provisioning.inputs["target"])
 
@@ -340,8 +364,9 @@ def test_monitoring_adds_an_exporter_per_member_and_prometheus(monitored: Deploy
 
     plan = build_plan(load_config({"monitoring": {"enabled": True}}).config)
     counts = type_counts(monitored)
-    # 12 members + 8 exporters + 2 PgBouncer exporters (one per coordinator member) + Prometheus
-    assert (counts["Container"], counts["Image"], counts["Volume"]) == (12 + 8 + 2 + 1, 2, 12 + 1)
+    # 13 containers (8 members, 3 etcd, HAProxy and its courier) + 8 exporters + 2 PgBouncer exporters (one per
+    # coordinator member) + Prometheus
+    assert (counts["Container"], counts["Image"], counts["Volume"]) == (13 + 8 + 2 + 1, 2, 13 + 1)
     assert "monitoringPassword" in {r.name for r in monitored.of_type("RandomPassword")}
     image = monitored.named("monitoring-image").inputs["imageName"]
     for member in plan.members:
