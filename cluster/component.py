@@ -433,7 +433,7 @@ class CitusCluster(pulumi.ComponentResource):
         uploads = [docker.ContainerUploadArgs(file=f"{directory}/{name}", content=text)
                    for name, text in exporter_files.render_exporter_files(plan, member).items()]
         uploads.append(self._secret_upload(f"{directory}/{exporter_files.PASSWORD_FILE}", password))
-        return self._sidecar(f"{member.name}-exporter", member, container, image, certificates,
+        return self._sidecar(self._plan.sidecars(member)[0], member, container, image, certificates,
                              exporter_files.exporter_command(plan, member),
                              exporter_files.exporter_env(plan, member), uploads)
 
@@ -454,7 +454,7 @@ class CitusCluster(pulumi.ComponentResource):
                    for name, text in pgbouncer_exporter_files.render_pgbouncer_exporter_files(plan, member).items()]
         uploads.append(self._secret_upload(f"{directory}/{pgbouncer_exporter_files.PGPASS_FILE}",
                                            password.apply(pgbouncer_exporter_files.render_pgpass)))
-        return self._sidecar(f"{member.name}-pgbouncer-exporter", member, container, image, certificates,
+        return self._sidecar(self._plan.sidecars(member)[1], member, container, image, certificates,
                              pgbouncer_exporter_files.pgbouncer_exporter_command(plan, member),
                              pgbouncer_exporter_files.pgbouncer_exporter_env(plan, member), uploads)
 

@@ -257,6 +257,13 @@ class Plan:
         prometheus-pgbouncer-exporter): the harness always, the Docker stack with monitoring.enabled."""
         return self.layout == "local" or self.config.monitoring.enabled
 
+    def sidecars(self, member: Member) -> list[str]:
+        """The Docker containers in `member`'s network namespace (its exporters, where monitored): a member
+        container that stopped and started takes that namespace with it, so they must restart after it."""
+        if not (self.layout == "docker" and self.monitored):
+            return []
+        return [f"{member.name}-exporter", *([f"{member.name}-pgbouncer-exporter"] if member.pooler else [])]
+
     @property
     def scope(self) -> str:
         """Patroni cluster name; Citus mode requires the same scope for every group."""

@@ -18,6 +18,10 @@ Where the cluster is: --stack NAME (pgBackRest runs in the member containers thr
                                                          the cluster at DIR itself back to the point, after
                                                          confirmation (--yes, or type DIR's name); its old data
                                                          directories are moved aside, never deleted
+  restore --stack NAME (--to-point NAME | --to-time TS) --in-place [--yes]
+                                                         the same for a deployed Docker stack (type the stack's
+                                                         name to confirm): containers stopped and started,
+                                                         data directories moved aside inside their volumes
 """
 
 from __future__ import annotations
@@ -68,7 +72,9 @@ def add_parsers(commands: Any) -> None:
 
     restore = commands.add_parser("restore", help="restore every group to the same restore point",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    restore.add_argument("--harness", type=Path, required=True, metavar="DIR", help="the local cluster backed up")
+    source = restore.add_mutually_exclusive_group(required=True)
+    source.add_argument("--harness", type=Path, metavar="DIR", help="the local cluster backed up")
+    source.add_argument("--stack", help="a deployed Docker stack (in place only)")
     to = restore.add_mutually_exclusive_group(required=True)
     to.add_argument("--to-point", metavar="NAME")
     to.add_argument("--to-time", metavar="TIMESTAMP", type=datetime.fromisoformat,
@@ -157,14 +163,20 @@ def _check(scope: BackupScope, as_json: bool) -> int:
 
 
 def restore_mode(args: argparse.Namespace) -> str:
-    """"in-place" or "new": exactly one of --in-place and --target-harness, --yes only with --in-place."""
+    """"in-place" or "new": exactly one of --in-place and --target-harness, --yes only with --in-place; a Docker
+    stack in place only."""
+    if getattr(args, "stack", None) and args.target_harness is not None:
+        raise UsageError("--target-harness restores a local cluster (--harness DIR) into a new directory; a Docker "
+                         "stack (--stack) is restored in place only: use --in-place (after confirmation), or "
+                         "rehearse the restore on a local cluster first.")
     if args.in_place and args.target_harness is not None:
         raise UsageError("--in-place and --target-harness exclude each other: --in-place restores the cluster at "
                          "--harness DIR itself, --target-harness NEW_DIR makes a new cluster and leaves the source "
                          "running. Give one of them.")
     if not args.in_place and args.target_harness is None:
         raise UsageError("restore needs where to restore: --target-harness NEW_DIR (a new local cluster; the source "
-                         "keeps running) or --in-place (the cluster at --harness DIR itself, after confirmation).")
+                         "keeps running) or --in-place (the cluster at --harness DIR or --stack NAME itself, after "
+                         "confirmation).")
     if args.yes and not args.in_place:
         raise UsageError("--yes confirms an in-place restore; --target-harness changes nothing of the source, so "
                          "there is nothing to confirm: drop --yes (or restore --in-place).")
@@ -177,12 +189,17 @@ def ask_on_stderr(prompt: str) -> str:
     return sys.stdin.readline()
 
 
-def confirmation(harness: Path, yes: bool, stdin: TextIO | None = None,
-                 ask: Callable[[str], str] | None = None) -> Callable[[str], None]:
+def confirmation(harness: Path | None, yes: bool, stdin: TextIO | None = None,
+                 ask: Callable[[str], str] | None = None, stack: str | None = None) -> Callable[[str], None]:
     """What an in-place restore calls with its plan before changing anything: with --yes it only shows it;
-    otherwise a person at a terminal types the harness directory's name. Refused up front (before the cluster
-    is even read) when nobody can answer: stdin is not a terminal and --yes is absent."""
-    name = harness.resolve().name
+    otherwise a person at a terminal types the harness directory's name (or the stack's). Refused up front
+    (before the cluster is even read) when nobody can answer: stdin is not a terminal and --yes is absent."""
+    if harness is not None:
+        name, what, accepted = harness.resolve().name, "the harness directory's name", (
+            harness.resolve().name, str(harness), str(harness.resolve()))
+        where = f"the running cluster at {harness}"
+    else:
+        name, what, accepted, where = str(stack), "the stack's name", (str(stack),), f"the running stack {stack!r}"
 
     def show(plan: str) -> None:
         print(plan, file=sys.stderr)
@@ -190,17 +207,17 @@ def confirmation(harness: Path, yes: bool, stdin: TextIO | None = None,
     if yes:
         return show
     if not (stdin or sys.stdin).isatty():
-        raise UsageError(f"restore --in-place replaces the data of the running cluster at {harness}, and stdin is "
-                         "not a terminal to confirm it on: add --yes to confirm. Nothing was changed.")
+        raise UsageError(f"restore --in-place replaces the data of {where}, and stdin is not a terminal to confirm "
+                         "it on: add --yes to confirm. Nothing was changed.")
 
     def confirm(plan: str) -> None:
         show(plan)
-        prompt = f"Type the harness directory's name ({name}) to restore it in place: "
+        prompt = f"Type {what} ({name}) to restore it in place: "
         try:
             answer = (ask or ask_on_stderr)(prompt).strip()
         except (EOFError, KeyboardInterrupt):
             answer = ""
-        if answer not in (name, str(harness), str(harness.resolve())):
+        if answer not in accepted:
             raise ClusterError(f"not confirmed ({answer!r} is not {name!r}): nothing was changed.")
 
     return confirm
@@ -210,9 +227,14 @@ def run_restore(args: argparse.Namespace) -> int:
     from cluster.backup.restore import restore_in_place, restore_into_harness
 
     mode = restore_mode(args)
-    confirm = confirmation(args.harness, args.yes) if mode == "in-place" else None
+    confirm = confirmation(args.harness, args.yes, stack=args.stack) if mode == "in-place" else None
     logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)
-    if mode == "in-place":
+    if args.stack:
+        from cluster.backup.stack_restore import restore_stack_in_place
+
+        report = restore_stack_in_place(resolve_scope(stack=args.stack), args.stack, point=args.to_point,
+                                        at=args.to_time, confirm=confirm)
+    elif mode == "in-place":
         report = restore_in_place(args.harness, point=args.to_point, at=args.to_time, confirm=confirm)
     else:
         report = restore_into_harness(args.harness, args.target_harness, point=args.to_point, at=args.to_time)

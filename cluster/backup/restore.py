@@ -50,6 +50,7 @@ from cluster.backup.points import settle_point
 from cluster.backup.runner import BackupError, LocalRunner
 from cluster.errors import ClusterError
 from cluster.local.harness import Harness
+from cluster.plan import Plan
 from cluster.provision import citus
 from cluster.provision.health import check, wait_healthy
 from cluster.provision.target import ClusterTarget
@@ -104,28 +105,38 @@ def require_point_on_every_group(backups: dict[int, list[BackupInfo]], groups: l
     return chosen
 
 
-def choose(source: Harness, point: str | None, at: datetime | None) -> RestoreChoice:
+def harness_scope(harness: Harness) -> BackupScope:
+    return BackupScope(harness.plan, harness.target, LocalRunner(str(harness.base_dir)))
+
+
+def choose(scope: BackupScope, point: str | None, at: datetime | None) -> RestoreChoice:
     """The point (by name or time) and each group's backup, from the source's repository and, when its
     coordinator answers, its table of points too (settle_point: they must agree). Works with the source's
     coordinator group lost: the repository alone then decides."""
-    scope = BackupScope(source.plan, source.target, LocalRunner(str(source.base_dir)))
     backups, recorded = read_repository(scope)
     records = point_records(scope, recorded)
     chosen = settle_point(records, point, at)
     for note in records.notes:
         log.warning("%s", note)
-    return RestoreChoice(chosen, require_point_on_every_group(backups, source.target.groups, chosen), records.notes)
+    return RestoreChoice(chosen, require_point_on_every_group(backups, scope.target.groups, chosen), records.notes)
+
+
+def bootstrap_overrides(plan: Plan, repo: str, choice: RestoreChoice) -> dict[str, dict[str, Any]]:
+    """Per member, what its Patroni config gets for the restoring start: each group's first member bootstraps
+    from its backup at the point, the other members clone it with pg_basebackup."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for member in plan.members:
+        if member.index == 0:
+            overrides[member.name] = {"bootstrap": pgbackrest.bootstrap_from_backup(
+                plan, member, repo, choice.point.name, choice.backup_sets[member.group])}
+        else:
+            overrides[member.name] = {"postgresql": {"create_replica_methods": ["basebackup"]}}
+    return overrides
 
 
 def bootstrap_at(harness: Harness, repo: str, choice: RestoreChoice) -> None:
-    """Patroni settings for the next start of `harness`: each group's first member bootstraps from its backup
-    at the point, the other members clone it with pg_basebackup."""
-    for member in harness.plan.members:
-        if member.index == 0:
-            harness.patroni_overrides[member.name] = {"bootstrap": pgbackrest.bootstrap_from_backup(
-                harness.plan, member, repo, choice.point.name, choice.backup_sets[member.group])}
-        else:
-            harness.patroni_overrides[member.name] = {"postgresql": {"create_replica_methods": ["basebackup"]}}
+    """bootstrap_overrides for the next start of `harness`."""
+    harness.patroni_overrides.update(bootstrap_overrides(harness.plan, repo, choice))
 
 
 def settle(harness: Harness, choice: RestoreChoice, started: float) -> RestoreReport:
@@ -146,7 +157,7 @@ def restore_into_harness(source_dir: Path, new_dir: Path, point: str | None = No
                          at: datetime | None = None, timeout: float = 900.0) -> RestoreReport:
     """Restore the local cluster at `source_dir` to one point, as a new local cluster at `new_dir`."""
     source = Harness.load(source_dir)
-    choice = choose(source, point, at)
+    choice = choose(harness_scope(source), point, at)
     if new_dir.exists() and any(new_dir.iterdir()):
         raise BackupError(f"--target-harness {new_dir} is not empty: give a new directory")
     started = time.monotonic()
@@ -163,12 +174,13 @@ def restore_in_place(harness_dir: Path, point: str | None = None, at: datetime |
     """Restore the local cluster at `harness_dir` itself to one point. `confirm` sees what will happen once
     the point and backups are settled, before anything changes, and raises to stop it."""
     harness = Harness.load(harness_dir)
-    choice = choose(harness, point, at)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    choice = choose(harness_scope(harness), point, at)
+    stamp = aside_stamp()
     aside = {m.name: f"{m.data_dir}.before-restore-{stamp}" for m in harness.plan.members
              if Path(m.data_dir).exists()}
     if confirm is not None:
-        confirm(in_place_plan(harness, choice, aside))
+        confirm(in_place_plan(f"the cluster at {harness.base_dir}", harness.plan, choice,
+                              {harness.member(n).data_dir: p for n, p in aside.items()}))
     started = time.monotonic()
     log.info("restoring %s in place to %s: stopping every member", harness_dir, choice.point.name)
     harness.stop_members([m.name for m in sorted(harness.plan.members, key=lambda m: -m.index)])
@@ -179,11 +191,11 @@ def restore_in_place(harness_dir: Path, point: str | None = None, at: datetime |
             harness.forget_group(group)
         bootstrap_at(harness, pgbackrest.repo_path(harness.plan), choice)
         harness.write_files()
-        log.info("data directories moved aside to <member>/data.before-restore-%s; every group bootstraps "
-                 "from the repository", stamp)
+        log.info("data directories moved aside (%s); every group bootstraps from the repository",
+                 ", ".join(aside.values()))
         harness.start_members(timeout)
         report = settle(harness, choice, started)
-        _mark_left_behind(harness, choice.point, report)
+        mark_left(harness_scope(harness), choice.point, report)
     except (ClusterError, OSError) as exc:
         kept = "; ".join(f"{n}: {p}" for n, p in aside.items())
         raise BackupError(f"in-place restore of {harness_dir} to {choice.point.name!r} failed: {exc}\nNothing "
@@ -195,10 +207,14 @@ def restore_in_place(harness_dir: Path, point: str | None = None, at: datetime |
     return report
 
 
-def _mark_left_behind(harness: Harness, point: RestorePoint, report: RestoreReport) -> None:
+def aside_stamp() -> str:
+    """The suffix of the data directories an in-place restore moves aside (UTC, sortable)."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def mark_left(scope: BackupScope, point: RestorePoint, report: RestoreReport) -> None:
     """The points after `point` are on the timeline the restore left: marked so in the repository (see
     mark_left_behind); a failure to mark them is reported, the restore itself stands."""
-    scope = BackupScope(harness.plan, harness.target, LocalRunner(str(harness.base_dir)))
     try:
         left = mark_left_behind(scope, point)
     except BackupError as exc:
@@ -211,16 +227,17 @@ def _mark_left_behind(harness: Harness, point: RestorePoint, report: RestoreRepo
                             f"no longer be reached; marked left-restore-point in the repository: {', '.join(left)}")
 
 
-def in_place_plan(harness: Harness, choice: RestoreChoice, aside: dict[str, str]) -> str:
-    """What an in-place restore will do, for the person confirming it."""
+def in_place_plan(where: str, plan: Plan, choice: RestoreChoice, moves: dict[str, str]) -> str:
+    """What an in-place restore of `where` will do, for the person confirming it; `moves`: each data directory
+    and where it goes."""
     point = choice.point
     sets = ", ".join(f"group {g}: {label}" for g, label in sorted(choice.backup_sets.items()))
-    lines = [f"restore IN PLACE: the cluster at {harness.base_dir} goes back to restore point {point.name!r} "
+    lines = [f"restore IN PLACE: {where} goes back to restore point {point.name!r} "
              f"({point.created_at.isoformat()}); every write after it leaves the running cluster.",
-             f"  every member stops ({len(harness.plan.members)} in {len(harness.plan.groups)} groups); "
+             f"  every member stops ({len(plan.members)} in {len(plan.groups)} groups); "
              "clients get errors until the groups are back",
              "  data directories moved aside, not deleted:",
-             *(f"    {harness.member(n).data_dir} -> {p}" for n, p in aside.items()),
+             *(f"    {source} -> {moved}" for source, moved in moves.items()),
              f"  each group's keys in etcd deleted; each group bootstraps from its backup ({sets}) and replays "
              "the archive up to the point; the other members clone the new leaders"]
     return "\n".join(lines)

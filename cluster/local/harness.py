@@ -16,7 +16,6 @@ between hosts; HAProxy and the clients stay in the root namespace on 127.0.0.1.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import secrets
 import shutil
@@ -66,7 +65,7 @@ from cluster.render import (
     render_files,
 )
 from cluster.render.haproxy import haproxy_command, render_haproxy_secrets
-from cluster.render.patroni import DCS_NAMESPACE, pid_path
+from cluster.render.patroni import DCS_NAMESPACE, dcs_prefix, deep_merge, pid_path, render_patroni_with
 from cluster.render.secret_files import all_member_secrets
 from cluster.secrets import Passwords
 from cluster.tls import TlsPaths
@@ -116,7 +115,7 @@ def harness_config(overrides: dict[str, Any] | None = None, cpu_per_host: float 
 
     With `cpu_per_host` every database member runs on a host of that many cores (cluster/local/cpuhosts.py), so
     the config says so too: resources.database.cpus, which the derived settings (cluster/tuning.py) follow."""
-    raw = _merge(DEFAULT_CONFIG, overrides or {})
+    raw = deep_merge(DEFAULT_CONFIG, overrides or {})
     if cpu_per_host is not None:
         database = raw.setdefault("resources", {}).setdefault("database", {})
         if database.get("cpus") not in (None, cpu_per_host):
@@ -131,13 +130,6 @@ def harness_config(overrides: dict[str, Any] | None = None, cpu_per_host: float 
     if citus_missing(major) is None:
         versions["citus"] = f"{installed_citus_line(major)}.0"  # the line decides compatibility
     return load_config(raw).config
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = json.loads(json.dumps(base))
-    for key, value in extra.items():
-        merged[key] = _merge(merged.get(key, {}), value) if isinstance(value, dict) else value
-    return merged
 
 
 def free_ports(count: int) -> list[int]:
@@ -350,9 +342,8 @@ class Harness:
             text = files[f"patroni/{member.name}/10-patroni.yml"]
             (config_dir / "10-patroni.yml").write_text(self._adapt_patroni(text, member))
             if member.name in self.patroni_overrides:
-                doc = _merge(yaml.safe_load(text), self.patroni_overrides[member.name])
-                (config_dir / "10-patroni.yml").write_text(self._adapt_patroni(yaml.safe_dump(doc, sort_keys=False),
-                                                                               member))
+                text = render_patroni_with(self.plan, member, self.patroni_overrides[member.name])
+                (config_dir / "10-patroni.yml").write_text(self._adapt_patroni(text, member))
             exporter_dir = Path(exporter.exporter_dir(self.plan, member))
             exporter_dir.mkdir(parents=True, exist_ok=True)
             for name, text in exporter.render_exporter_files(self.plan, member).items():
@@ -701,7 +692,7 @@ class Harness:
         """Where Patroni keeps group `group`'s keys in etcd: <namespace><scope>/<group>/ in Citus mode (one
         scope, a directory per group), <namespace><scope>-group<N>/ where each group is a Patroni cluster."""
         if self.citus:
-            return f"{DCS_NAMESPACE}{self.plan.scope}/{group}/"
+            return dcs_prefix(self.plan, group)
         return f"{DCS_NAMESPACE}{self.plan.scope}-group{group}/"
 
     def forget_group(self, group: int) -> int:

@@ -6,6 +6,7 @@ the credentials only and travels as a secret. Patroni loads every *.yml of the d
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -75,6 +76,27 @@ TWO_PHASE_RECOVERY = {
 NODE_CONNINFO_TIMEOUTS = "tcp_user_timeout=5000"
 NODE_CONNECTION_TIMEOUT_MS = 5000  # citus.node_connection_timeout (default 30 s): dialling a node that is cut off
 
+
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` laid over it, nested dicts merged key by key (neither argument changes)."""
+    merged = json.loads(json.dumps(base))
+    for key, value in extra.items():
+        merged[key] = deep_merge(merged.get(key, {}), value) if isinstance(value, dict) else value
+    return merged
+
+
+def render_patroni_with(plan: Plan, member: Member, overrides: dict[str, Any]) -> str:
+    """render_patroni with `overrides` merged in: what a restore starts a member with (its bootstrap from the
+    repository), in the harness and in a Docker stack alike."""
+    doc = deep_merge(yaml.safe_load(render_patroni(plan, member)), overrides)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+def dcs_prefix(plan: Plan, group: int) -> str:
+    """Where Patroni keeps group `group`'s keys in etcd in Citus mode: <namespace><scope>/<group>/ (one scope, a
+    directory per group)."""
+    return f"{DCS_NAMESPACE}{plan.scope}/{group}/"
 
 def patroni_config(plan: Plan, member: Member) -> dict[str, Any]:
     """The member's Patroni settings without credentials."""
