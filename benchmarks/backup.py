@@ -25,8 +25,7 @@ import psycopg
 
 from benchmarks.workload import SEED_INSERT, TABLE
 from cluster.backup import BackupScope, create_backup
-from cluster.backup.restore import restore_into_harness
-from cluster.backup.runner import LocalRunner
+from cluster.backup.restore import harness_scope, restore_into_harness
 from cluster.config.sources import project_root
 from cluster.local.harness import Harness, harness_config
 from cluster.provision import provision, read_migrations
@@ -54,7 +53,7 @@ def run(rows: int) -> dict[str, Any]:
         started = time.monotonic()
         append_rows(h.dsn(), rows)
         results["load_s"] = round(time.monotonic() - started, 1)
-        scope = BackupScope(h.plan, h.target, LocalRunner(str(h.base_dir)))
+        scope = harness_scope(h)
         results["full"] = _backup(scope, "full")
         append_rows(h.dsn(), rows // 10)
         results["diff"] = _backup(scope, "diff")

@@ -111,7 +111,7 @@ class CitusCluster(pulumi.ComponentResource):
             for i, m in enumerate(plan.members)
         ]
         haproxy = self._haproxy(haproxy_image, network, passwords.stats, certificates, depends_on=members)
-        provisioning = self._provisioning(target, migrations, certificates, secrets, members,
+        provisioning = self._provisioning(target, migrations, certificates, secrets, members, passwords.stats,
                                           depends_on=[*members, haproxy])
         self.outputs = self._outputs(passwords, node_image, provisioning, certificates)
         if plan.config.monitoring.enabled:
@@ -546,19 +546,21 @@ class CitusCluster(pulumi.ComponentResource):
         certificates: Certificates,
         secrets: pulumi.Output[list[dict[str, str]]],
         members: list[docker.Container],
+        stats_password: pulumi.Output[str],
         depends_on: list[pulumi.Resource],
     ) -> Provisioning:
         """Health gate, registration, extensions, roles, schema and rebalance, after every container is up.
         It dials verified TLS, so it gets the CA (written where the target's `ca_file` says, on this machine).
         It also gets every member's secret files and container ID: when either changes (a rotation; a container
-        replaced, created with the files of its first creation) it delivers the files into the running members."""
+        replaced, created with the files of its first creation) it delivers the files into the running members;
+        and the stats password, to wait after a new one until HAProxy has taken it."""
         containers = {m.name: c.id for m, c in zip(self._plan.members, members, strict=True)}
         return Provisioning(
             "provisioning",
             {"target": target, "migrations": [m.to_dict() for m in migrations], "ca_cert": certificates.ca_cert,
-             "secrets": secrets, "containers": containers},
+             "secrets": secrets, "containers": containers, "stats": pulumi.Output.secret(stats_password)},
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on,
-                                        additional_secret_outputs=["target", "secrets"]),
+                                        additional_secret_outputs=["target", "secrets", "stats"]),
         )
 
     def _outputs(

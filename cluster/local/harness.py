@@ -40,7 +40,6 @@ from cluster.local.processes import HarnessError, Proc
 from cluster.local.state import STATE_FILE, read_state, write_state
 from cluster.plan import (
     RESTAPI_USER,
-    STATS_USER,
     SUPERUSER,
     Host,
     HostNetwork,
@@ -53,7 +52,7 @@ from cluster.plan import (
 )
 from cluster.provision import ProvisionResult, delivery, provision
 from cluster.provision.migrations import Migration
-from cluster.provision.rest import post_json, rest_json, rest_send, tls_context
+from cluster.provision.rest import post_json, rest_json, rest_send
 from cluster.provision.rest import role as member_role
 from cluster.provision.roles import ensure_pooler_auth
 from cluster.provision.target import ClusterTarget, target_from_plan
@@ -781,13 +780,12 @@ class Harness:
         self._start_haproxy(timeout)
 
     def wait_stats_password(self, old_stats: str, timeout: float = 30.0) -> None:
-        """Until the stats page refuses the old password and takes the new one: HAProxy's launcher reloads it
-        (SIGUSR2 to the master: new workers on the same listeners, the old ones finish their sessions) within a
-        second of seeing a new secrets file."""
-        b = self.plan.balancer
+        """Until the stats page refuses the old password and takes the new one (delivery.takes_stats_password),
+        as the Docker stack's provisioning waits."""
         url, ca = self.plan.stats_url, self.ca_file
-        self._wait(b.name, lambda: (stats_status(url, old_stats, ca), stats_status(url, self.passwords.stats, ca))
-                   == (401, 200), timeout, "HAProxy to take the new stats password")
+        self._wait(self.plan.balancer.name, lambda: delivery.takes_stats_password(url, old_stats, self.passwords.stats,
+                                                                                 ca), timeout,
+                   "HAProxy to take the new stats password")
 
     def add_group(self, timeout: float = STARTUP_TIMEOUT) -> int:
         """One more worker group, started like the rest; returns its Citus group id."""
@@ -906,19 +904,6 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     staged.replace(path)
-
-
-def stats_status(url: str, password: str, ca_file: str) -> int:
-    """The HTTP status HAProxy's stats page answers to `password` (401: refused)."""
-    request = urllib.request.Request(url)
-    token = base64.b64encode(f"{STATS_USER}:{password}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
-    context = tls_context(ca_file) if url.startswith("https:") else None
-    try:
-        with urllib.request.urlopen(request, timeout=5, context=context) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def _listens(address: tuple[str, int]) -> bool:

@@ -29,9 +29,9 @@ from collections.abc import Callable, Sequence
 import psycopg
 from psycopg import sql
 
-from cluster.plan import REPLICATION_USER, RESTAPI_USER
+from cluster.plan import REPLICATION_USER, RESTAPI_USER, STATS_USER
 from cluster.provision import ProvisionError, ProvisionResult
-from cluster.provision.rest import rest_json, rest_send
+from cluster.provision.rest import basic_status, rest_json, rest_send
 from cluster.provision.rest import role as member_role
 from cluster.provision.roles import ensure_pooler_auth, login, unlogged, with_password
 from cluster.provision.target import ClusterTarget, MemberTarget
@@ -91,6 +91,17 @@ def prime_pool(target: ClusterTarget) -> None:
         raise ProvisionError(f"the application role {target.app_user!r} could not log in through the read-write "
                              f"port with its new password ({exc}); sessions pooled by PgBouncer before the "
                              "rotation wait for a server connection until one does") from exc
+
+
+def takes_stats_password(url: str, old: str, new: str, ca_file: str | None) -> bool:
+    """True once HAProxy's stats page refuses the old password and takes the new one (its launcher reloads it
+    within a second of a new secrets file: the harness writes that file, a Docker stack's courier container)."""
+    return (basic_status(url, STATS_USER, old, ca_file), basic_status(url, STATS_USER, new, ca_file)) == (401, 200)
+
+
+def wait_stats_password(url: str, old: str, new: str, ca_file: str | None, timeout: float = WAIT) -> None:
+    _wait("HAProxy", lambda: takes_stats_password(url, old, new, ca_file), "its stats page to take the new "
+          "password (its launcher reloads it when the courier container has copied the new secrets file)", timeout)
 
 
 def ensure_adminpack(target: ClusterTarget, passwords: Sequence[str]) -> None:

@@ -52,6 +52,12 @@ def _secrets_of(props: dict[str, Any], members: set[str]) -> list[dict[str, str]
     return sorted((s for s in props.get("secrets") or [] if s["member"] in members), key=lambda s: s["member"])
 
 
+def _stats_rotated(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+    """A new stats password (not the first one a stack from before gets): the courier container has been
+    replaced with it; `make up` returns once HAProxy's launcher has reloaded it."""
+    return bool(olds.get("stats")) and bool(news.get("stats")) and olds["stats"] != news["stats"]
+
+
 class ProvisioningProvider(ResourceProvider):
     """Health gate, Citus registration, extensions and roles, schema, rebalance: on create and update."""
 
@@ -72,6 +78,8 @@ class ProvisioningProvider(ResourceProvider):
             changed.append("migrations")
         if _delivery_due(olds, news):
             changed.append("secrets")
+        if olds.get("stats") != news.get("stats"):
+            changed.append("stats")  # provisioning waits for HAProxy to take it (_stats_rotated)
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -99,6 +107,10 @@ class ProvisioningProvider(ResourceProvider):
             result = delivery.rotate(target, secrets, previous, provision_step)
         else:
             result = provision(target, _migrations(news), rebalance=arriving, previous_superuser_passwords=previous)
+        if _stats_rotated(olds, news) and target.stats_url:
+            from cluster.provision import delivery
+
+            delivery.wait_stats_password(target.stats_url, olds["stats"], news["stats"], target.ca_file)
         return UpdateResult(outs={**news, **result.outputs()})
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:

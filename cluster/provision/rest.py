@@ -69,3 +69,16 @@ def post_json(url: str, body: dict[str, Any], timeout: float = 10.0, ca_file: st
     context = tls_context(ca_file, client_cert) if url.startswith("https:") else None
     with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         return json.loads(response.read() or b"{}")
+
+
+def basic_status(url: str, user: str, password: str, ca_file: str | None = None, timeout: float = 5.0) -> int:
+    """The HTTP status a GET of `url` with basic auth answers (HAProxy's stats page: 200, or 401 refused)."""
+    request = urllib.request.Request(url)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    context = tls_context(ca_file) if url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code

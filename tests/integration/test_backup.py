@@ -27,8 +27,8 @@ from cluster.backup import (
     read_repository,
     restore_points,
 )
-from cluster.backup.restore import restore_into_harness
-from cluster.backup.runner import BackupError, LocalRunner
+from cluster.backup.restore import harness_scope, restore_into_harness
+from cluster.backup.runner import BackupError
 from cluster.local.harness import Harness
 from cluster.provision import provision, read_migrations
 from cluster.provision.health import check as health_check
@@ -40,10 +40,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.citus]
 ACCOUNTS = 200
 START_BALANCE = 1000
 TABLES = ("rehearsal_accounts", "rehearsal_events")
-
-
-def scope_of(h: Harness) -> BackupScope:
-    return BackupScope(h.plan, h.target, LocalRunner(str(h.base_dir)))
 
 
 def checksums(dsn: str) -> dict[str, dict[int, tuple[int, str]]]:
@@ -127,7 +123,7 @@ def test_rehearsed_restore_gives_back_exactly_what_was_committed_before_the_poin
     """Load, back up, write (multi-shard transactions, still running while the point is made), make the point,
     then DELETE / DROP / write more; restore: everything committed before the point, nothing after, every
     distributed transaction whole on every group."""
-    scope = scope_of(harness)
+    scope = harness_scope(harness)
     rng = random.Random(14)
     load_rehearsal(harness.dsn())
     create_backup(scope, "full", point="rehearsal-base")
@@ -205,6 +201,15 @@ def own_harness() -> Iterator[Harness]:
         cluster.down()
 
 
+def backed_up_then_transfers(h: Harness, scope: BackupScope, rng: random.Random, prefix: str) -> None:
+    """The rehearsal's rows, a full backup (and its point `<prefix>-base`), then 40 multi-shard transfers."""
+    load_rehearsal(h.dsn())
+    create_backup(scope, "full", point=f"{prefix}-base")
+    with psycopg.connect(h.dsn(), autocommit=True) as conn:
+        for xfer in range(1, 41):
+            transfer(conn, rng, xfer)
+
+
 def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(
     own_harness: Harness, capsys: pytest.CaptureFixture
 ) -> None:
@@ -213,13 +218,10 @@ def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(
     before the point, from the backup before it; pg_dist_node right; the old data directories kept; the cluster
     takes writes and new restore points afterwards."""
     h = own_harness
-    scope = scope_of(h)
+    scope = harness_scope(h)
     rng = random.Random(15)
-    load_rehearsal(h.dsn())
-    create_backup(scope, "full", point="inplace-base")
+    backed_up_then_transfers(h, scope, rng, "inplace")
     with psycopg.connect(h.dsn(), autocommit=True) as conn:
-        for xfer in range(1, 41):
-            transfer(conn, rng, xfer)
         conn.execute("DELETE FROM rehearsal_events WHERE xfer = 0 AND account <= 20")  # replayed too
     point = create_restore_point(scope, "inplace-point")
     expected = checksums(h.dsn())  # nothing writes between the point and here
@@ -271,7 +273,7 @@ def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(
         transfer(conn, rng, 1_000_001)  # takes multi-shard writes
         assert conn.execute("SELECT count(*) FROM rehearsal_events WHERE xfer = 1000001").fetchone() == (2,)
     assert [p.name for p in restore_points(h.target)][-2:] == ["inplace-base", point.name]
-    create_restore_point(scope_of(restored), "inplace-after-restore")  # archiving carries on, new timeline
+    create_restore_point(harness_scope(restored), "inplace-after-restore")  # archiving carries on, new timeline
 
 
 def test_in_place_restore_with_the_coordinator_group_lost_finds_the_point_in_the_repository(
@@ -283,13 +285,9 @@ def test_in_place_restore_with_the_coordinator_group_lost_finds_the_point_in_the
     group records bring the cluster back: exactly the rows committed before the point, pg_dist_node right,
     both records agreeing again."""
     h = own_harness
-    scope = scope_of(h)
+    scope = harness_scope(h)
     rng = random.Random(16)
-    load_rehearsal(h.dsn())
-    create_backup(scope, "full", point="lostcoord-base")
-    with psycopg.connect(h.dsn(), autocommit=True) as conn:
-        for xfer in range(1, 41):
-            transfer(conn, rng, xfer)
+    backed_up_then_transfers(h, scope, rng, "lostcoord")
     made = time.monotonic()
     point = create_restore_point(scope, "lostcoord-point")
     with capsys.disabled():
@@ -411,7 +409,7 @@ def test_archive_failure_is_reported_loudly_by_check_and_clears_once_fixed(
 
 
 def test_new_standby_is_made_from_the_repository_catches_up_and_serves_reads(harness: Harness) -> None:
-    scope = scope_of(harness)
+    scope = harness_scope(harness)
     create_backup(scope, "full", point=f"standby-{time.time_ns()}")
     replica = next(m.name for m in harness.plan.groups[2] if m.name != harness.leader(2))
     with psycopg.connect(harness.dsn(), autocommit=True) as conn:
@@ -452,7 +450,7 @@ def test_lost_worker_group_is_restored_from_the_repository_to_the_latest_point(r
     cluster of its own: the lost group cannot be handed back to the next test."""
     harness = start_harness()
     try:
-        scope = scope_of(harness)
+        scope = harness_scope(harness)
         with psycopg.connect(harness.dsn(), autocommit=True) as conn:
             conn.execute("CREATE TABLE lost_group_rows (id int, v text)")
             conn.execute("SELECT create_distributed_table('lost_group_rows', 'id')")

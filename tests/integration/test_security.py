@@ -23,13 +23,13 @@ import pytest
 
 from benchmarks import workload
 from cluster.local import processes
-from cluster.local.harness import Harness, stats_status
-from cluster.plan import REPLICATION_USER, RESTAPI_USER, SUPERUSER
+from cluster.local.harness import Harness
+from cluster.plan import REPLICATION_USER, RESTAPI_USER, STATS_USER, SUPERUSER
 from cluster.provision import citus as citus_sql
 from cluster.provision import provision, read_migrations
 from cluster.provision.dcs import config_patch
 from cluster.provision.migrations import Migration
-from cluster.provision.rest import rest_send
+from cluster.provision.rest import basic_status, rest_send
 from cluster.provision.roles import with_password
 from cluster.provision.scram import scram_verifier
 from cluster.render.haproxy import METRICS_PATH
@@ -274,6 +274,10 @@ def _statement_time(conn: psycopg.Connection, statement: str, params: dict[str, 
     if errors:
         raise errors[0]
     return time.monotonic() - started
+
+
+def stats_status(url: str, password: str, ca: str) -> int:
+    return basic_status(url, STATS_USER, password, ca)
 
 
 def _haproxy_master(launcher: int) -> int:

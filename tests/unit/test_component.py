@@ -147,8 +147,8 @@ def test_passwords_appear_in_inputs_only_as_secrets(tmp_path: Path) -> None:
     # 8 members carry the secrets file and their TLS key, HAProxy its TLS key, its courier the stats-password
     # file (in uploads; nothing in an environment), the 3 etcd members their TLS key, the 4 dynamic resources
     # (provisioning + 3 worker groups) the DSNs they connect with, and provisioning the members' secret files it
-    # delivers on a rotation.
-    assert carriers == 8 + 1 + 1 + 3 + 4 + 1
+    # delivers on a rotation and the stats password it waits for HAProxy to take.
+    assert carriers == 8 + 1 + 1 + 3 + 4 + 1 + 1
     for name in ("citus-haproxy", "citus-haproxy-courier"):
         assert is_secret(d.named(name).inputs["uploads"]) and not d.named(name).inputs.get("envs")
 
@@ -312,6 +312,7 @@ def test_provisioning_runs_after_every_member_and_haproxy(dev: Deployment) -> No
     containers = {c.urn for c in dev.of_type("Container") if "-etcd-" not in c.name and "-courier" not in c.name}
     assert containers <= set(provisioning.dependencies)
     assert is_secret(provisioning.inputs["target"])
+    assert is_secret(provisioning.inputs["stats"])  # waited for after a rotation, never in plain state
 
 
 def test_scale_in_order_group_containers_before_their_registration(dev: Deployment) -> None:

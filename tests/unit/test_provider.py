@@ -6,7 +6,7 @@ import dill
 
 from cluster.config import load_config
 from cluster.plan import build_plan
-from cluster.provision.provider import ProvisioningProvider, WorkerGroupProvider, _delivery_due
+from cluster.provision.provider import ProvisioningProvider, WorkerGroupProvider, _delivery_due, _stats_rotated
 from cluster.provision.target import ClusterTarget, target_from_plan
 from cluster.render.dockerfile import entrypoint
 from cluster.render.secret_files import MemberSecrets, all_member_secrets, member_secrets
@@ -68,6 +68,16 @@ def test_diff_sees_every_input_that_changes_what_provisioning_does() -> None:
     }
     for what, news in changes.items():
         assert provider.diff("id", base, news).changes, what
+
+
+def test_a_new_stats_password_is_a_change_provisioning_waits_for() -> None:
+    """The courier container is replaced with it; the update waits until HAProxy's stats page takes it. A stack
+    from before (no stats password among the props) gets one without a wait."""
+    provider = ProvisioningProvider()
+    old, new = {**props(3), "stats": "st-1"}, {**props(3), "stats": "st-2"}
+    assert provider.diff("id", old, new).changes and not provider.diff("id", old, {**props(3), "stats": "st-1"}).changes
+    assert _stats_rotated(old, new)
+    assert not _stats_rotated(props(3), new) and not _stats_rotated(old, old)
 
 
 def test_target_round_trips_and_hides_secrets_from_repr() -> None:
