@@ -35,7 +35,6 @@ from cluster.provision.migrations import Migration
 from cluster.provision.provider import Provisioning, WorkerGroup
 from cluster.provision.target import STATS_PASSWORD_OUTPUT, target_from_plan
 from cluster.render import (
-    CONFIG_FILE,
     etcd_command,
     image_spec,
     render_haproxy,
@@ -48,6 +47,7 @@ from cluster.render import prometheus as prometheus_files
 from cluster.render.dockerfile import monitoring_image_spec
 from cluster.render.etcd import etcd_client_flags
 from cluster.render.haproxy import LAUNCHER, courier_command, haproxy_command, render_haproxy_secrets
+from cluster.render.patroni import config_path as patroni_config_path
 from cluster.render.pgbackrest import S3_KEY_ENV, render_pgbackrest
 from cluster.render.pgbackrest import config_path as pgbackrest_config_path
 from cluster.render.secret_files import all_member_secrets, patroni_secrets_path
@@ -285,7 +285,7 @@ class CitusCluster(pulumi.ComponentResource):
         if backups is not None:
             mounts.append(docker.ContainerVolumeArgs(volume_name=backups.name, container_path=plan.backup_dir))
         uploads = [
-            docker.ContainerUploadArgs(file=f"{member.config_dir}/{CONFIG_FILE}", content=render_patroni(plan, member)),
+            docker.ContainerUploadArgs(file=patroni_config_path(member), content=render_patroni(plan, member)),
             self._secret_upload(patroni_secrets_path(member), secrets.apply(lambda f: f["patroni_text"])),
         ]
         delivered = [1]  # indices of the uploads provisioning delivers after creation

@@ -45,17 +45,32 @@ class LocalRunner:
 
 
 @dataclass(frozen=True)
+class DockerCli:
+    """One docker CLI command (the arguments after `docker`) on the stack's docker host (if remote): its stdout,
+    or a BackupError that shows the command and the end of what it said."""
+
+    docker_host: str | None = None
+
+    def __call__(self, *args: str, timeout: float = 120.0) -> str:
+        argv = ["docker", *(["--host", self.docker_host] if self.docker_host else []), *args]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise BackupError("the docker CLI is not on PATH; backups and restores of a Docker stack run through it "
+                              "(pgBackRest inside the member containers, their stop and start)") from None
+        except subprocess.TimeoutExpired:
+            raise BackupError(f"`{shlex.join(argv)}` did not finish in {timeout:.0f} s") from None
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()[-6:]
+            raise BackupError(f"`{shlex.join(argv)}` failed (exit {done.returncode}):\n  " + "\n  ".join(detail))
+        return done.stdout
+
+
+@dataclass(frozen=True)
 class DockerRunner:
     """A Docker stack: `docker exec -u postgres <member container>` (on the stack's docker host, if remote)."""
 
     docker_host: str | None = None
 
     def run(self, member: Member, argv: list[str], timeout: float) -> str:
-        host = ["--host", self.docker_host] if self.docker_host else []
-        full = ["docker", *host, "exec", "--user", "postgres", member.name, *argv]
-        try:
-            done = subprocess.run(full, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except FileNotFoundError:
-            raise BackupError("the docker CLI is not on PATH; backups of a Docker stack run pgBackRest inside the "
-                              "member containers through it") from None
-        return _checked(member, argv, done)
+        return DockerCli(self.docker_host)("exec", "--user", "postgres", member.name, *argv, timeout=timeout)

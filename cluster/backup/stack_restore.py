@@ -18,12 +18,9 @@ config while it bootstrapped).
 from __future__ import annotations
 
 import logging
-import shlex
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -40,13 +37,13 @@ from cluster.backup.restore import (
     reregister,
     row_counts,
 )
-from cluster.backup.runner import BackupError
+from cluster.backup.runner import BackupError, DockerCli
 from cluster.errors import ClusterError
 from cluster.plan import DOCKER_DATA_MOUNT, Member, Plan
 from cluster.provision.health import wait_healthy
 from cluster.render import pgbackrest
 from cluster.render.etcd import etcd_client_flags
-from cluster.render.patroni import CONFIG_FILE, dcs_prefix, render_patroni, render_patroni_with
+from cluster.render.patroni import config_path, dcs_prefix, render_patroni, render_patroni_with
 
 log = logging.getLogger("cluster.backup")
 
@@ -58,28 +55,6 @@ class Docker(Protocol):
     """Runs one docker CLI command (`args` after `docker`), returns its stdout; raises BackupError on failure."""
 
     def __call__(self, *args: str, timeout: float = 120.0) -> str: ...
-
-
-@dataclass(frozen=True)
-class DockerCli:
-    docker_host: str | None = None
-
-    def __call__(self, *args: str, timeout: float = 120.0) -> str:
-        argv = ["docker", *(["--host", self.docker_host] if self.docker_host else []), *args]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except FileNotFoundError:
-            raise BackupError("the docker CLI is not on PATH; restoring a Docker stack drives its containers "
-                              "through it") from None
-        if done.returncode != 0:
-            detail = (done.stderr or done.stdout).strip().splitlines()[-4:]
-            raise BackupError(f"`{shlex.join(argv)}` failed (exit {done.returncode}):\n  " + "\n  ".join(detail))
-        return done.stdout
-
-
-def config_path(member: Member) -> str:
-    """Patroni's config file in the member's container (the stack uploads it there)."""
-    return f"{member.config_dir}/{CONFIG_FILE}"
 
 
 def stop_order(plan: Plan) -> list[str]:

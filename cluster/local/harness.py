@@ -64,7 +64,8 @@ from cluster.render import (
     render_files,
 )
 from cluster.render.haproxy import haproxy_command, render_haproxy_secrets
-from cluster.render.patroni import DCS_NAMESPACE, dcs_prefix, deep_merge, pid_path, render_patroni_with
+from cluster.render.patroni import CONFIG_FILE, DCS_NAMESPACE, dcs_prefix, deep_merge, pid_path, render_patroni_with
+from cluster.render.patroni import config_path as patroni_config_path
 from cluster.render.secret_files import all_member_secrets
 from cluster.secrets import Passwords
 from cluster.tls import TlsPaths
@@ -338,11 +339,10 @@ class Harness:
         for member in self.plan.members:
             config_dir = Path(member.config_dir)
             config_dir.mkdir(parents=True, exist_ok=True)
-            text = files[f"patroni/{member.name}/10-patroni.yml"]
-            (config_dir / "10-patroni.yml").write_text(self._adapt_patroni(text, member))
+            text = files[f"patroni/{member.name}/{CONFIG_FILE}"]
             if member.name in self.patroni_overrides:
                 text = render_patroni_with(self.plan, member, self.patroni_overrides[member.name])
-                (config_dir / "10-patroni.yml").write_text(self._adapt_patroni(text, member))
+            Path(patroni_config_path(member)).write_text(self._adapt_patroni(text, member))
             exporter_dir = Path(exporter.exporter_dir(self.plan, member))
             exporter_dir.mkdir(parents=True, exist_ok=True)
             for name, text in exporter.render_exporter_files(self.plan, member).items():

@@ -93,6 +93,11 @@ def render_patroni_with(plan: Plan, member: Member, overrides: dict[str, Any]) -
     doc = deep_merge(yaml.safe_load(render_patroni(plan, member)), overrides)
     return yaml.safe_dump(doc, sort_keys=False)
 
+
+def config_path(member: Member) -> str:
+    """Patroni's config file of `member` (the harness writes it there, the Docker stack uploads it there)."""
+    return f"{member.config_dir}/{CONFIG_FILE}"
+
 def dcs_prefix(plan: Plan, group: int) -> str:
     """Where Patroni keeps group `group`'s keys in etcd in Citus mode: <namespace><scope>/<group>/ (one scope, a
     directory per group)."""

@@ -14,7 +14,7 @@ from cluster.__main__ import _parser
 from cluster.backup import BackupScope, RestorePoint, stack_restore
 from cluster.backup.cli import confirmation, restore_mode
 from cluster.backup.restore import RestoreChoice
-from cluster.backup.runner import BackupError, DockerRunner
+from cluster.backup.runner import BackupError, DockerCli, DockerRunner
 from cluster.config import load_config
 from cluster.errors import ClusterError, UsageError
 from cluster.plan import DOCKER_DATA_MOUNT, build_plan
@@ -173,3 +173,19 @@ def test_the_cli_restores_a_stack_in_place_only_and_confirms_with_its_name() -> 
     wrong = confirmation(None, False, stdin=Terminal(), ask=lambda prompt: "prod", stack="dev")  # type: ignore[arg-type]
     with pytest.raises(ClusterError, match="not confirmed"):
         wrong("the plan")
+
+
+def test_the_docker_cli_wrapper_says_what_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing CLI, a failing command and a hanging one each become a BackupError that names the command."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BackupError, match="docker CLI is not on PATH"):
+        DockerCli()("ps")
+    fake = tmp_path / "docker"
+    fake.write_text('#!/bin/sh\ncase " $* " in *" slow "*) exec /bin/sleep 5;; esac\nfor last; do :; done\n'
+                    'echo "no such container: $last" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    with pytest.raises(BackupError, match=r"`docker --host tcp://h:2376 stop gone` failed \(exit 1\):\n  no such "
+                                          "container: gone"):
+        DockerCli("tcp://h:2376")("stop", "gone")
+    with pytest.raises(BackupError, match="`docker stop slow x` did not finish in 1 s"):
+        DockerCli()("stop", "slow", "x", timeout=1)
