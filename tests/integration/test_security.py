@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import os
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -282,10 +281,9 @@ def stats_status(url: str, password: str, ca: str) -> int:
 
 def _haproxy_master(launcher: int) -> int:
     """HAProxy's master: the launcher's child named haproxy."""
-    found = subprocess.run(["pgrep", "-P", str(launcher), "-x", "haproxy"], capture_output=True, text=True)
-    pids = found.stdout.split()
+    pids = [pid for pid in processes.children(launcher) if Path(f"/proc/{pid}/comm").read_text().strip() == "haproxy"]
     assert len(pids) == 1, f"expected one HAProxy master under the launcher {launcher}, found {pids}"
-    return int(pids[0])
+    return pids[0]
 
 
 def _assert_delivered_files_are_private(cluster: Harness, new: Passwords[str]) -> None:
