@@ -201,6 +201,18 @@ def own_harness() -> Iterator[Harness]:
         cluster.down()
 
 
+def assert_leaders_registered_and_money_kept(restored: Harness, conn: psycopg.Connection) -> None:
+    """After a restore: pg_dist_node's primaries are Patroni's leaders, and once the prepared transactions are
+    recovered every transfer is whole (the accounts' total is what they started with)."""
+    nodes = conn.execute("SELECT groupid, nodename, nodeport FROM pg_dist_node WHERE noderole = 'primary' "
+                         "ORDER BY groupid").fetchall()
+    assert [(g, f"{host}:{port}") for g, host, port in nodes] == [
+        (g, restored.member(restored.leader(g)).postgres.address) for g in range(len(restored.plan.groups))]
+    conn.execute("SELECT citus_cluster_recover_prepared_transactions()")
+    (total,) = conn.execute("SELECT sum(balance) FROM rehearsal_accounts").fetchone()  # type: ignore[misc]
+    assert total == ACCOUNTS * START_BALANCE
+
+
 def backed_up_then_transfers(h: Harness, scope: BackupScope, rng: random.Random, prefix: str) -> None:
     """The rehearsal's rows, a full backup (and its point `<prefix>-base`), then 40 multi-shard transfers."""
     load_rehearsal(h.dsn())
@@ -263,13 +275,7 @@ def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(
     restored = Harness.load(h.base_dir)
     assert health_check(restored.target).problems == []  # every group: a leader and a streaming replica
     with psycopg.connect(h.dsn(), autocommit=True) as conn:
-        nodes = conn.execute("SELECT groupid, nodename, nodeport FROM pg_dist_node WHERE noderole = 'primary' "
-                             "ORDER BY groupid").fetchall()
-        assert [(g, f"{host}:{port}") for g, host, port in nodes] == [
-            (g, restored.member(restored.leader(g)).postgres.address) for g in range(len(restored.plan.groups))]
-        conn.execute("SELECT citus_cluster_recover_prepared_transactions()")
-        (total,) = conn.execute("SELECT sum(balance) FROM rehearsal_accounts").fetchone()  # type: ignore[misc]
-        assert total == ACCOUNTS * START_BALANCE
+        assert_leaders_registered_and_money_kept(restored, conn)
         transfer(conn, rng, 1_000_001)  # takes multi-shard writes
         assert conn.execute("SELECT count(*) FROM rehearsal_events WHERE xfer = 1000001").fetchone() == (2,)
     assert [p.name for p in restore_points(h.target)][-2:] == ["inplace-base", point.name]
@@ -353,13 +359,7 @@ def test_in_place_restore_with_the_coordinator_group_lost_finds_the_point_in_the
     assert health_check(restored.target).problems == []
     assert checksums(restored.dsn()) == expected  # row for row, shard by shard
     with psycopg.connect(restored.dsn(), autocommit=True) as conn:
-        nodes = conn.execute("SELECT groupid, nodename, nodeport FROM pg_dist_node WHERE noderole = 'primary' "
-                             "ORDER BY groupid").fetchall()
-        assert [(g, f"{host}:{port}") for g, host, port in nodes] == [
-            (g, restored.member(restored.leader(g)).postgres.address) for g in range(len(restored.plan.groups))]
-        conn.execute("SELECT citus_cluster_recover_prepared_transactions()")
-        (total,) = conn.execute("SELECT sum(balance) FROM rehearsal_accounts").fetchone()  # type: ignore[misc]
-        assert total == ACCOUNTS * START_BALANCE
+        assert_leaders_registered_and_money_kept(restored, conn)
     assert [p.name for p in restore_points(restored.target)][-2:] == ["lostcoord-base", point.name]
     assert main(["backup", "list", *where, "--json"]) == 0  # the coordinator's table is back, and agrees
     listed = json.loads(capsys.readouterr().out)
