@@ -45,12 +45,17 @@ def role(state: dict[str, Any]) -> str | None:
     return "primary" if found in LEADER_ROLES else found
 
 
+def basic_auth(request: urllib.request.Request, user: str, password: str) -> urllib.request.Request:
+    """`request` with HTTP basic credentials (Patroni's unsafe endpoints, HAProxy's stats page)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    return request
+
+
 def rest_send(url: str, body: dict[str, Any], auth: tuple[str, str], method: str = "POST",
               timeout: float = 10.0, ca_file: str | None = None) -> dict[str, Any]:
     """An authenticated call to one of Patroni's unsafe endpoints (PATCH /config, POST /switchover, ...)."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method=method)
-    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
+    request = basic_auth(urllib.request.Request(url, data=json.dumps(body).encode(), method=method), *auth)
     request.add_header("Content-Type", "application/json")
     context = tls_context(ca_file) if url.startswith("https:") else None
     with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
@@ -73,12 +78,10 @@ def post_json(url: str, body: dict[str, Any], timeout: float = 10.0, ca_file: st
 
 def basic_status(url: str, user: str, password: str, ca_file: str | None = None, timeout: float = 5.0) -> int:
     """The HTTP status a GET of `url` with basic auth answers (HAProxy's stats page: 200, or 401 refused)."""
-    request = urllib.request.Request(url)
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
     context = tls_context(ca_file) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+        with urllib.request.urlopen(basic_auth(urllib.request.Request(url), user, password), timeout=timeout,
+                                    context=context) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code

@@ -117,12 +117,14 @@ def render_haproxy_secrets(stats_password: str) -> str:
     ])
 
 
+RELOAD_POLL_SECONDS = 1  # how often the launcher looks at the secrets file
+
 # HAProxy's launcher, the same in the container and in the harness: whoever writes a new secrets file (Docker: the
 # one-shot courier container through the shared volume; the harness: itself) needs no channel to HAProxy's
 # processes, and the container is never replaced for a new stats password. POSIX sh (dash in Debian and in the
 # official haproxy image). The watch is a child of its own that ends with the master; the launcher waits for the
 # master (again after a trapped signal interrupted the wait) and exits with its status.
-LAUNCHER = r"""#!/bin/sh
+LAUNCHER = rf"""#!/bin/sh
 # HAProxy's launcher, rendered by citus-cluster: runs HAProxy (master-worker) and reloads it when its secrets
 # file changes: SIGUSR2 to the master starts new workers on the same listeners while the old ones finish their
 # sessions, so no connection is cut. Stop signals are passed on (USR1: soft stop, the haproxy image's).
@@ -135,7 +137,7 @@ trap 'kill -TERM "$master" 2>/dev/null' TERM INT
 trap 'kill -USR1 "$master" 2>/dev/null' USR1
 (
     seen=$(cksum < "$secrets" 2>/dev/null)
-    while kill -0 "$master" 2>/dev/null && sleep 1; do
+    while kill -0 "$master" 2>/dev/null && sleep {RELOAD_POLL_SECONDS}; do
         now=$(cksum < "$secrets" 2>/dev/null) || continue
         [ "$now" = "$seen" ] && continue
         seen=$now
@@ -150,7 +152,6 @@ while :; do
     exit "$status"
 done
 """
-RELOAD_POLL_SECONDS = 1  # the launcher's look at the secrets file (`sleep 1` above)
 
 
 def haproxy_command(plan: Plan, binary: str = "haproxy") -> list[str]:

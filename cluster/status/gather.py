@@ -10,7 +10,6 @@ the screen.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import urllib.error
@@ -21,7 +20,7 @@ import psycopg
 
 from cluster.plan import STATS_USER
 from cluster.provision import citus
-from cluster.provision.rest import rest_json, tls_context
+from cluster.provision.rest import basic_auth, rest_json, tls_context
 from cluster.provision.target import ClusterTarget, MemberTarget
 from cluster.status.diagnose import Facts, MemberFacts, ServerFacts, ShardFacts
 
@@ -97,9 +96,8 @@ def member_facts(m: MemberTarget, own: dict[str, Any] | str, seen: dict[str, Any
 def _haproxy(target: ClusterTarget, timeout: float) -> tuple[tuple[ServerFacts, ...] | None, str | None]:
     if not target.stats_url:
         return None, "no stats URL known for this cluster"
-    request = urllib.request.Request(target.stats_url.rstrip("/") + "/;csv")
-    token = base64.b64encode(f"{STATS_USER}:{target.stats_password}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
+    request = basic_auth(urllib.request.Request(target.stats_url.rstrip("/") + "/;csv"), STATS_USER,
+                         target.stats_password)
     try:
         context = tls_context(target.ca_file) if target.stats_url.startswith("https:") else None
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
