@@ -65,7 +65,12 @@ def test_ratios_against_the_single_node_of_the_same_rows() -> None:
 def test_verdicts_say_met_and_missed_and_which_endpoint() -> None:
     v = scale.verdicts({"tps": 2.0, "tps_any": 2.7, "ingest": 3.0, "radius_p50": 0.5})
     assert v[0] == ("16-client 5 km q/s (any-node)", ">= 2.5x", 2.7, "met")
-    assert v[1][3] == "met" and v[2] == ("5 km radius p50", "<= 0.4x", 0.5, "missed")
+    assert v[1][3] == "met" and v[2] == ("5 km radius p50 (read-write)", "<= 0.4x", 0.5, "missed")
+    # latency: the lower of the two endpoints, named
+    v = scale.verdicts({"tps": 2.0, "ingest": 3.0, "radius_p50": 0.45, "radius_p50_any": 0.35})
+    assert v[2] == ("5 km radius p50 (any-node)", "<= 0.4x", 0.35, "met")
+    v = scale.verdicts({"tps": 2.0, "ingest": 3.0, "radius_p50": 0.3, "radius_p50_any": 0.35})
+    assert v[2] == ("5 km radius p50 (read-write)", "<= 0.4x", 0.3, "met")
     assert scale.verdicts({"tps": None, "tps_any": None})[0][3] == "not measured"
 
 
@@ -93,7 +98,7 @@ def test_report_has_tables_targets_plots_and_the_data_curve() -> None:
     assert "## 1,000,000 rows" in text and "## 5,000,000 rows" in text
     assert "| 4 worker groups | 5 (1.5) | 30,000 | 30.0 |" in text
     assert "| 16-client 5 km q/s (any-node) | >= 2.5x | 2.7 | met |" in text
-    assert "| 5 km radius p50 | <= 0.4x | 0.3 | met |" in text
+    assert "| 5 km radius p50 (read-write) | <= 0.4x | 0.3 | met |" in text
     assert "16-client 5 km throughput, × single node (read-write endpoint)" in text
     assert "| 4 worker groups | read-write | h-coordinator-0 | 97% |" in text
     assert "## Data curve" in text and "| single node | 5,000,000 |" in text
