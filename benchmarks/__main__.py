@@ -30,6 +30,7 @@ from benchmarks.workload import (
     BY_VEHICLE_TABLE,
     COMPARE_NAMES,
     COMPARE_QUERIES,
+    DATA_TABLE,
     QUERY_NAMES,
     SEED_TABLE,
     TABLE,
@@ -40,10 +41,12 @@ from cluster.provision.health import check
 from cluster.provision.target import ClusterTarget, pulumi_outputs, resolve_target
 from cluster.secrets import redact
 
-STEPS = ("load", "queries", "concurrency", "distribution", "workers", "overhead", "compare", "reads", "defaults")
+STEPS = ("load", "queries", "concurrency", "distribution", "workers", "overhead", "compare", "reads", "defaults",
+         "cpu")
 # `reads` (read scaling, issue 15) reloads the data set while it measures staleness, and `defaults` (issue 16)
-# switches the cluster's settings with ALTER SYSTEM and needs --baseline-dsn: only when asked for.
-DEFAULT_STEPS = tuple(s for s in STEPS if s not in ("reads", "defaults"))
+# switches the cluster's settings with ALTER SYSTEM and needs --baseline-dsn, as `cpu` does (it reads the
+# servers' processes in /proc: they must run on this machine): only when asked for.
+DEFAULT_STEPS = tuple(s for s in STEPS if s not in ("reads", "defaults", "cpu"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--ro-dsn", help="reads step with --dsn: the read-only endpoint's DSN (with its options)")
     run.add_argument("--baseline-dsn", help="a single PostgreSQL+PostGIS database to compare with")
     run.add_argument("--any-node-dsn", default="",
-                     help="the defaults step also measures the pruned query through this (any-node) endpoint")
+                     help="the defaults and cpu steps also measure the pruned query through this (any-node) endpoint")
+    run.add_argument("--cpu-rounds", type=int, default=3, help="cpu step: rounds, the sides measured in turn")
     run.add_argument("--compare-datasets", default="uniform,skewed", help="compare on these data sets, in order")
     run.add_argument("--compare-concurrency", default="radius_500m,radius_5km,bbox,knn_10,vehicle_track",
                      help=f"compare throughput for these of {','.join(COMPARE_NAMES)} (50 km returns most rows: "
@@ -199,7 +203,25 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
         results["reads"] = reads(args, target, rw, data, params)
     if "defaults" in chosen:
         results["defaults"] = defaults_step(args, target, rw, data, params)
+    if "cpu" in chosen:
+        results["cpu"] = cpu_step(args, rw, params)
     return results
+
+
+def cpu_step(args: argparse.Namespace, rw: str, params: dict[str, Any]) -> dict[str, Any]:
+    """CPU per 5 km query by process, the cluster's default path (and any-node) vs the single node."""
+    from benchmarks import cpusplit, defaults
+
+    if not args.baseline_dsn:
+        raise UsageError("the cpu step needs --baseline-dsn (the single PostGIS server to set the cluster against)")
+    radius = next(q for q in COMPARE_QUERIES if q.name == "radius_5km")
+    systems = {defaults.CLUSTER_PRUNED: (rw, DATA_TABLE, defaults.pruned(radius))}
+    if args.any_node_dsn:
+        systems[defaults.CLUSTER_ANY_NODE] = (args.any_node_dsn, DATA_TABLE, defaults.pruned(radius))
+    systems[defaults.SINGLE] = (args.baseline_dsn, TABLE, radius.query(False))
+    out = cpusplit.run(systems, params, rounds=args.cpu_rounds, queries=args.repeat * 2, warmup=args.warmup + 1)
+    out["ratios"] = cpusplit.summary(out["sides"], defaults.CLUSTER_PRUNED, defaults.SINGLE)
+    return out
 
 
 def defaults_step(args: argparse.Namespace, target: ClusterTarget | None, rw: str, data: Dataset,

@@ -13,6 +13,8 @@ The results dict (every step optional):
   defaults:     {datasets: {name: {load, skew, single_node_load, order_seconds, phases {phase: {system: {latency
                  {query: summary+rows+tasks}, throughput {tps, clients, ...}}}}}}, settings {phase: {side: {...}}},
                  ratios}
+  cpu:          {query, rounds, queries, sides {system: {cpu_ms {kind: ms per query}, wall_ms, server_ms_by_round}},
+                 ratios}
   ha:           {drills: [DrillResult.summary()], timeline: {second: [ok, failed]}, medians {...}}
 """
 
@@ -95,6 +97,8 @@ def sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[An
             out.append(("Targets", ["ratio", "value"], [[k, v] for k, v in ratios.items()]))
     if defaults := results.get("defaults"):
         out.extend(defaults_sections(defaults))
+    if cpu := results.get("cpu"):
+        out.extend(cpu_sections(cpu))
     if (reads := results.get("reads")) and "skipped" not in reads:
         n = reads["clients"]
         out.append((f"Reads at {n} clients: leader (rw) vs standbys (ro)",
@@ -153,6 +157,20 @@ def defaults_sections(defaults: dict[str, Any]) -> list[tuple[str, list[str], li
         for phase, sides in settings.items() for side, values in sides.items()]))
     out.append(("Defaults: targets", ["ratio", "value"], [[k, v] for k, v in defaults["ratios"].items()]))
     return out
+
+
+def cpu_sections(cpu: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """The cpu step (issue 16): CPU ms per query by process kind, each side, and the ratios it implies."""
+    sides = cpu["sides"]
+    names = list(sides)
+    kinds = sorted({k for v in sides.values() for k in v["cpu_ms"]})
+    rows = [[k, *(sides[n]["cpu_ms"].get(k, "") for n in names)] for k in kinds]
+    rows.append(["wall ms per query (one client)", *(sides[n]["wall_ms"] for n in names)])
+    rows.append(["database side ms, each round", *(" / ".join(map(str, sides[n]["server_ms_by_round"]))
+                                                   for n in names)])
+    return [(f"CPU per query ({cpu['query']}; median of {cpu['rounds']} rounds of {cpu['queries']}), ms",
+             ["process", *names], rows),
+            ("CPU per query: what it implies", ["ratio", "value"], [[k, v] for k, v in cpu["ratios"].items()])]
 
 
 def render_markdown(results: dict[str, Any]) -> str:

@@ -63,6 +63,31 @@ def test_quick_run_writes_every_report_with_every_query_and_client_count(harness
     assert results["overhead"]["pgbench_tps"] > 0 and results["overhead"]["runner_tps"] > 0
 
 
+def test_cpu_step_charges_the_clusters_query_to_its_shard_backends_and_the_single_nodes_to_one(
+        harness: Harness, tmp_path: Path) -> None:
+    provision(harness.target, read_migrations(SQL_DIR))
+    with psycopg.connect(harness.dsn(database="postgres"), autocommit=True) as admin:  # a plain database as baseline
+        admin.execute("DROP DATABASE IF EXISTS baseline")
+        admin.execute("CREATE DATABASE baseline")
+    data = Dataset(20_000, seed=5)
+    steps.prepare_single_node(harness.dsn(database="baseline"), data, parallel=2)
+    out = tmp_path / "cpu"
+    argv = ["run", "--harness", str(harness.base_dir), "--baseline-dsn", harness.dsn(database="baseline"),
+            "--steps", "load,cpu", "--rows", "20000", "--seed", "5", "--repeat", "40", "--warmup", "1",
+            "--cpu-rounds", "1", "--out", str(out)]
+    assert main(argv) == 0
+    cpu = json.loads((out / "results.json").read_text())["cpu"]
+    cluster, single = cpu["sides"]["cluster: pruned plain query"], cpu["sides"]["single node"]
+    shards = sum(v for k, v in cluster["cpu_ms"].items() if k.startswith("backends of h-worker"))
+    assert shards > 0, cluster  # the coordinator's tasks ran in the workers' backends
+    assert cluster["cpu_ms"]["session backend"] > 0 and single["cpu_ms"]["session backend"] > 0
+    assert cluster["wall_ms"] > 0 and len(single["server_ms_by_round"]) == 1
+    assert set(cpu["ratios"]) == {"server CPU per query, cluster / single node",
+                                  "CPU per query with the client, cluster / single node",
+                                  "shared-box throughput ceiling, cluster / single node (its inverse)"}
+    assert "## CPU per query: what it implies" in (out / "report.md").read_text()
+
+
 def test_ha_command_reports_a_drill_with_its_timeline(harness: Harness, tmp_path: Path) -> None:
     out = tmp_path / "ha"
     argv = ["ha", "--harness", str(harness.base_dir), "--scenario", "haproxy-restart", "--repeat", "1", "--out",
