@@ -209,7 +209,8 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
 
 
 def cpu_step(args: argparse.Namespace, rw: str, params: dict[str, Any]) -> dict[str, Any]:
-    """CPU per 5 km query by process, the cluster's default path (and any-node) vs the single node."""
+    """CPU per 5 km query by process, and throughput at the most --clients, the cluster's default path (and
+    any-node) vs the single node, in turn."""
     from benchmarks import cpusplit, defaults
 
     if not args.baseline_dsn:
@@ -219,8 +220,10 @@ def cpu_step(args: argparse.Namespace, rw: str, params: dict[str, Any]) -> dict[
     if args.any_node_dsn:
         systems[defaults.CLUSTER_ANY_NODE] = (args.any_node_dsn, DATA_TABLE, defaults.pruned(radius))
     systems[defaults.SINGLE] = (args.baseline_dsn, TABLE, radius.query(False))
-    out = cpusplit.run(systems, params, rounds=args.cpu_rounds, queries=args.repeat * 2, warmup=args.warmup + 1)
-    out["ratios"] = cpusplit.summary(out["sides"], defaults.CLUSTER_PRUNED, defaults.SINGLE)
+    clients = max(int(c) for c in args.clients.split(","))
+    out = cpusplit.run(systems, params, rounds=args.cpu_rounds, queries=args.repeat * 2, warmup=args.warmup + 1,
+                       clients=clients, duration=args.duration)
+    out["ratios"] = cpusplit.summary(out["sides"], defaults.CLUSTER_PRUNED, defaults.SINGLE, clients)
     return out
 
 

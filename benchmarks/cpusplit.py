@@ -4,8 +4,9 @@ On a shared box, what many clients get is the box's cores divided by the CPU one
 client that parses the rows, HAProxy, PgBouncer, the session's backend and the shard backends it fans out to.
 Wall-clock p50s on this box swing by ±30 % from one minute to the next; CPU seconds per query barely move. So
 this step runs each side's query on one connection, reads every process's CPU time from /proc before and after,
-and charges it by kind, less what each kind burns idle in as much time (measured just before), alternating the
-sides for a few rounds (median per kind). It reads /proc of this
+and charges it by kind, less what each kind burns idle in as much time (measured just before). Each round also
+runs the step's many clients on the side just measured, so the throughput ratio comes from windows taken in turn,
+a minute apart at most, next to the ceiling the CPU split implies; medians over the rounds. It reads /proc of this
 machine: the servers must run here (the harness, or containers on this host).
 """
 
@@ -104,15 +105,20 @@ def medians(rounds: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median(r.get(k, 0.0) for r in rounds), 1) for k in names}
 
 
-def summary(sides: Mapping[str, Mapping[str, Any]], cluster: str, single: str) -> dict[str, float]:
+def summary(sides: Mapping[str, Mapping[str, Any]], cluster: str, single: str, clients: int) -> dict[str, float]:
     """The ratios the issue's shared-box targets depend on. On one box every side's processes share the same
-    cores, so 16 clients can get at most (single node's CPU per query) / (cluster's) of the single node's
-    throughput, client included as the benchmark's client runs there too."""
+    cores, so many clients can get at most (single node's CPU per query) / (cluster's) of the single node's
+    throughput, client included as the benchmark's client runs there too; beside it, what they got: the median
+    over the rounds of each round's cluster / single node queries per second."""
     c, s = sides[cluster]["cpu_ms"], sides[single]["cpu_ms"]
     c_all, s_all = server_ms(c) + c.get(CLIENT, 0.0), server_ms(s) + s.get(CLIENT, 0.0)
+    got = [mine / theirs for mine, theirs in zip(sides[cluster]["tps_by_round"], sides[single]["tps_by_round"],
+                                                 strict=True) if theirs > 0]
     return {"server CPU per query, cluster / single node": round(server_ms(c) / server_ms(s), 2),
             "CPU per query with the client, cluster / single node": round(c_all / s_all, 2),
-            "shared-box throughput ceiling, cluster / single node (its inverse)": round(s_all / c_all, 2)}
+            "shared-box throughput ceiling, cluster / single node (its inverse)": round(s_all / c_all, 2),
+            f"{clients}-client throughput, cluster / single node (median of the rounds' ratios)":
+                round(statistics.median(got), 2) if got else 0.0}
 
 
 # ---- I/O --------------------------------------------------------------------------------------------------
@@ -139,19 +145,20 @@ def snapshot() -> dict[int, Proc]:
 def measure(dsn: str, table: str, query: Query, params: dict[str, Any], queries: int, warmup: int,
             idle_s: float = 2.0) -> tuple[dict[str, float], float]:
     """CPU ms per query by kind, net of the background (`idle_s` of the same connection idle just before), and
-    wall ms per query, over `queries` runs on one connection."""
+    wall ms per query, over `queries` runs on one connection. The client takes the rows as the throughput
+    clients do (steps.run_clients: libpq receives them all, Python converts none)."""
     sql = query.sql.replace("{table}", table)
     me = os.getpid()
     with steps.connect(dsn) as conn:
         session = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         for _ in range(warmup):  # also opens the coordinator's cached connections to the workers
-            conn.execute(sql, params).fetchall()
+            conn.execute(sql, params)
         quiet, started = snapshot(), time.perf_counter()
         time.sleep(idle_s)
         before, idle = snapshot(), time.perf_counter() - started
         started = time.perf_counter()
         for _ in range(queries):
-            conn.execute(sql, params).fetchall()
+            conn.execute(sql, params)
         wall, after = time.perf_counter() - started, snapshot()
     background = {k: v / idle for k, v in charge(quiet, before, me, session, 1).items()}  # ms per second
     wall_ms = wall * 1000 / queries
@@ -159,18 +166,23 @@ def measure(dsn: str, table: str, query: Query, params: dict[str, Any], queries:
 
 
 def run(systems: Mapping[str, tuple[str, str, Query]], params: dict[str, Any], rounds: int = 3,
-        queries: int = 20, warmup: int = 3) -> dict[str, Any]:
-    """`systems`: label -> (dsn, table, query); measured in turn, `rounds` times, medians reported."""
+        queries: int = 20, warmup: int = 3, clients: int = 16, duration: float = 8.0) -> dict[str, Any]:
+    """`systems`: label -> (dsn, table, query); each round measures every system in turn (CPU split on one
+    connection, then `clients` clients for `duration` seconds), medians reported."""
     splits: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
     walls: dict[str, list[float]] = {name: [] for name in systems}
+    tps: dict[str, list[float]] = {name: [] for name in systems}
     with progress("cpu", total=rounds * len(systems)) as bar:
         for _ in range(rounds):
             for name, (dsn, table, query) in systems.items():
                 split, wall = measure(dsn, table, query, params, queries, warmup)
                 splits[name].append(split)
                 walls[name].append(wall)
+                tps[name].append(steps.run_clients(dsn, table, params, [query], clients, duration)["tps"])
                 bar.advance(1)
     return {"query": next(iter(systems.values()))[2].what, "rounds": rounds, "queries": queries,
+            "clients": clients, "duration_s": duration,
             "sides": {name: {"cpu_ms": medians(splits[name]), "wall_ms": round(statistics.median(walls[name]), 1),
-                             "server_ms_by_round": [round(server_ms(s), 1) for s in splits[name]]}
+                             "server_ms_by_round": [round(server_ms(s), 1) for s in splits[name]],
+                             "tps_by_round": tps[name]}
                       for name in systems}}

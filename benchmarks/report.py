@@ -13,8 +13,8 @@ The results dict (every step optional):
   defaults:     {datasets: {name: {load, skew, single_node_load, order_seconds, phases {phase: {system: {latency
                  {query: summary+rows+tasks}, throughput {tps, clients, ...}}}}}}, settings {phase: {side: {...}}},
                  ratios}
-  cpu:          {query, rounds, queries, sides {system: {cpu_ms {kind: ms per query}, wall_ms, server_ms_by_round}},
-                 ratios}
+  cpu:          {query, rounds, queries, clients, duration_s, sides {system: {cpu_ms {kind: ms per query}, wall_ms,
+                 server_ms_by_round, tps_by_round}}, ratios}
   ha:           {drills: [DrillResult.summary()], timeline: {second: [ok, failed]}, medians {...}}
 """
 
@@ -168,6 +168,8 @@ def cpu_sections(cpu: dict[str, Any]) -> list[tuple[str, list[str], list[list[An
     rows.append(["wall ms per query (one client)", *(sides[n]["wall_ms"] for n in names)])
     rows.append(["database side ms, each round", *(" / ".join(map(str, sides[n]["server_ms_by_round"]))
                                                    for n in names)])
+    rows.append([f"q/s at {cpu['clients']} clients, each round",
+                 *(" / ".join(map(str, sides[n]["tps_by_round"])) for n in names)])
     return [(f"CPU per query ({cpu['query']}; median of {cpu['rounds']} rounds of {cpu['queries']}), ms",
              ["process", *names], rows),
             ("CPU per query: what it implies", ["ratio", "value"], [[k, v] for k, v in cpu["ratios"].items()])]

@@ -74,7 +74,7 @@ def test_cpu_step_charges_the_clusters_query_to_its_shard_backends_and_the_singl
     out = tmp_path / "cpu"
     argv = ["run", "--harness", str(harness.base_dir), "--baseline-dsn", harness.dsn(database="baseline"),
             "--steps", "load,cpu", "--rows", "20000", "--seed", "5", "--repeat", "40", "--warmup", "1",
-            "--cpu-rounds", "1", "--out", str(out)]
+            "--cpu-rounds", "1", "--clients", "2", "--duration", "1", "--out", str(out)]
     assert main(argv) == 0
     cpu = json.loads((out / "results.json").read_text())["cpu"]
     cluster, single = cpu["sides"]["cluster: pruned plain query"], cpu["sides"]["single node"]
@@ -82,9 +82,11 @@ def test_cpu_step_charges_the_clusters_query_to_its_shard_backends_and_the_singl
     assert shards > 0, cluster  # the coordinator's tasks ran in the workers' backends
     assert cluster["cpu_ms"]["session backend"] > 0 and single["cpu_ms"]["session backend"] > 0
     assert cluster["wall_ms"] > 0 and len(single["server_ms_by_round"]) == 1
+    assert cluster["tps_by_round"][0] > 0 and single["tps_by_round"][0] > 0 and cpu["clients"] == 2
     assert set(cpu["ratios"]) == {"server CPU per query, cluster / single node",
                                   "CPU per query with the client, cluster / single node",
-                                  "shared-box throughput ceiling, cluster / single node (its inverse)"}
+                                  "shared-box throughput ceiling, cluster / single node (its inverse)",
+                                  "2-client throughput, cluster / single node (median of the rounds' ratios)"}
     assert "## CPU per query: what it implies" in (out / "report.md").read_text()
 
 

@@ -67,24 +67,29 @@ def test_net_of_subtracts_the_background_rate_for_the_same_wall_time_and_never_g
 def test_medians_summary_and_the_throughput_ceiling() -> None:
     assert cpusplit.medians([{SESSION: 10.0}, {SESSION: 30.0, POOLER: 3.0}, {SESSION: 20.0}]) == {
         POOLER: 0.0, SESSION: 20.0}
-    sides = {"cluster": {"cpu_ms": {SESSION: 40.0, "backends of w": 60.0, POOLER: 10.0, CLIENT: 30.0, OTHER: 5.0}},
-             "single": {"cpu_ms": {SESSION: 55.0, CLIENT: 30.0, OTHER: 2.0}}}
+    sides = {"cluster": {"cpu_ms": {SESSION: 40.0, "backends of w": 60.0, POOLER: 10.0, CLIENT: 30.0, OTHER: 5.0},
+                         "tps_by_round": [6.0, 9.0, 7.0]},
+             "single": {"cpu_ms": {SESSION: 55.0, CLIENT: 30.0, OTHER: 2.0}, "tps_by_round": [10.0, 10.0, 14.0]}}
     assert cpusplit.server_ms(sides["cluster"]["cpu_ms"]) == 110.0
-    assert cpusplit.summary(sides, "cluster", "single") == {
+    assert cpusplit.summary(sides, "cluster", "single", 16) == {
         "server CPU per query, cluster / single node": 2.0,
         "CPU per query with the client, cluster / single node": 1.65,
-        "shared-box throughput ceiling, cluster / single node (its inverse)": 0.61}
+        "shared-box throughput ceiling, cluster / single node (its inverse)": 0.61,
+        # round by round: 0.6, 0.9, 0.5 -> median 0.6 (not 7.0 / 10.0 of the medians)
+        "16-client throughput, cluster / single node (median of the rounds' ratios)": 0.6}
 
 
 def test_report_section_lists_every_kind_per_side_and_the_ratios() -> None:
-    cpu = {"query": "q", "rounds": 3, "queries": 20, "ratios": {"r": 1.5},
+    cpu = {"query": "q", "rounds": 3, "queries": 20, "clients": 16, "ratios": {"r": 1.5},
            "sides": {"cluster": {"cpu_ms": {SESSION: 40.0, POOLER: 10.0}, "wall_ms": 90.0,
-                                 "server_ms_by_round": [50.0, 48.0, 52.0]},
-                     "single": {"cpu_ms": {SESSION: 30.0}, "wall_ms": 80.0, "server_ms_by_round": [30.0]}}}
+                                 "server_ms_by_round": [50.0, 48.0, 52.0], "tps_by_round": [7.0, 8.0, 9.0]},
+                     "single": {"cpu_ms": {SESSION: 30.0}, "wall_ms": 80.0, "server_ms_by_round": [30.0],
+                                "tps_by_round": [10.0]}}}
     (title, header, rows), (_, _, ratios) = report.cpu_sections(cpu)
     assert "median of 3 rounds of 20" in title and header == ["process", "cluster", "single"]
     assert [POOLER, 10.0, ""] in rows and [SESSION, 40.0, 30.0] in rows
     assert ["database side ms, each round", "50.0 / 48.0 / 52.0", "30.0"] in rows
+    assert ["q/s at 16 clients, each round", "7.0 / 8.0 / 9.0", "10.0"] in rows
     assert ratios == [["r", 1.5]]
 
 
