@@ -208,6 +208,11 @@ def run_benchmarks(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, 
     return results
 
 
+def most_clients(args: argparse.Namespace) -> int:
+    """The largest of --clients: the many-client window of the defaults and cpu steps."""
+    return max(int(c) for c in args.clients.split(","))
+
+
 def cpu_step(args: argparse.Namespace, rw: str, params: dict[str, Any]) -> dict[str, Any]:
     """CPU per 5 km query by process, and throughput at the most --clients, the cluster's default path (and
     any-node) vs the single node, in turn."""
@@ -220,7 +225,7 @@ def cpu_step(args: argparse.Namespace, rw: str, params: dict[str, Any]) -> dict[
     if args.any_node_dsn:
         systems[defaults.CLUSTER_ANY_NODE] = (args.any_node_dsn, DATA_TABLE, defaults.pruned(radius))
     systems[defaults.SINGLE] = (args.baseline_dsn, TABLE, radius.query(False))
-    clients = max(int(c) for c in args.clients.split(","))
+    clients = most_clients(args)
     out = cpusplit.run(systems, params, rounds=args.cpu_rounds, queries=args.repeat * 2, warmup=args.warmup + 1,
                        clients=clients, duration=args.duration)
     out["ratios"] = cpusplit.summary(out["sides"], defaults.CLUSTER_PRUNED, defaults.SINGLE, clients)
@@ -240,7 +245,7 @@ def defaults_step(args: argparse.Namespace, target: ClusterTarget | None, rw: st
     nodes = [next(m.dsn for m in target.members if m.name == name) for _, name in sorted(leaders.items())]
     datasets = [Dataset(data.rows, data.seed, data.now, skewed=name == "skewed")
                 for name in args.compare_datasets.split(",") if name]
-    clients = max(int(c) for c in args.clients.split(","))
+    clients = most_clients(args)
     return defaults.run(rw, nodes, args.baseline_dsn, datasets, params, args.warmup, args.repeat, clients,
                         args.duration, args.parallel, any_node=args.any_node_dsn)
 
