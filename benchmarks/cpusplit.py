@@ -147,7 +147,7 @@ def measure(dsn: str, table: str, query: Query, params: dict[str, Any], queries:
     """CPU ms per query by kind, net of the background (`idle_s` of the same connection idle just before), and
     wall ms per query, over `queries` runs on one connection. The client takes the rows as the throughput
     clients do (steps.run_clients: libpq receives them all, Python converts none)."""
-    sql = query.sql.replace("{table}", table)
+    sql = query.sql.format(table=table)  # as steps.time_query and steps.run_clients render it
     me = os.getpid()
     with steps.connect(dsn) as conn:
         session = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
